@@ -1,0 +1,40 @@
+// The Python module native_diffusers._C. Bindings only translate: each bind_<area>.cpp wraps one
+// area of the engine; this file wires them together and maps engine errors to Python's.
+#include <pybind11/pybind11.h>
+
+#include "core/errors.h"
+
+namespace py = pybind11;
+
+namespace nd::bindings {
+void bind_io(py::module_& m);
+void bind_tokenizers(py::module_& m);
+void bind_models(py::module_& m);
+}  // namespace nd::bindings
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "native_diffusers C++ engine";
+  // Most specific first: pybind11 tries translators in reverse registration order, but one
+  // translator with ordered catches keeps the mapping in a single readable place.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const nd::OSError& e) {
+      PyErr_SetString(PyExc_OSError, e.what());
+    } catch (const nd::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const nd::ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const nd::Error& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+  nd::bindings::bind_io(m);
+  nd::bindings::bind_tokenizers(m);
+  nd::bindings::bind_models(m);
+#ifdef ND_WITH_KERNELS
+  m.attr("has_cuda_kernels") = true;
+#else
+  m.attr("has_cuda_kernels") = false;
+#endif
+}
