@@ -13,6 +13,7 @@ TRANSFORMERS_VERSION=5.17.0
 need_apt=()
 [ -f /usr/include/nlohmann/json.hpp ] || need_apt+=(nlohmann-json3-dev)
 [ -f /usr/include/gtest/gtest.h ] || need_apt+=(libgtest-dev)
+[ -f /usr/include/utf8proc.h ] || need_apt+=(libutf8proc-dev)
 command -v ccache >/dev/null || need_apt+=(ccache)
 command -v ninja >/dev/null || need_apt+=(ninja-build)
 command -v cmake >/dev/null || need_apt+=(cmake)
@@ -52,6 +53,9 @@ PYEOF
   rm -rf "$tmp"
 fi
 
-export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
+# ccache keeps rebuilds after a fresh clone short; PCH needs its sloppiness settings.
+export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache
+export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 "$PY" -m pip install -q --no-build-isolation -e "$ROOT" \
-  -Cbuild-dir="$ROOT/build/{wheel_tag}" -Ceditable.rebuild=false
+  -Cbuild-dir="$ROOT/build/release" -Ceditable.rebuild=false

@@ -1,0 +1,12 @@
+"""native_diffusers: diffusers' image-to-image workflows on a native C++/CUDA engine.
+
+Names mirror diffusers and transformers, so that switching is a change of import line."""
+
+__version__ = "0.1.0"
+
+import torch  # noqa: F401  (loads libtorch before the extension that links against it)
+
+from . import _C
+from .models import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+__all__ = ["CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer"]

@@ -1,0 +1,1 @@
+from .clip import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer

@@ -1,0 +1,77 @@
+"""transformers' CLIP text encoders on the native engine: ``CLIPTextModel`` (SD 1.5),
+``CLIPTextModelWithProjection`` (SDXL's second encoder, Kandinsky's prior)."""
+
+from typing import Optional
+
+import torch
+
+from ... import _C
+from ...utils.outputs import BaseModelOutputWithPooling, CLIPTextModelOutput
+from ..modeling_utils import NativeModelMixin
+
+
+class _CLIPTextModelBase(NativeModelMixin):
+    # transformers v5 loads in the checkpoint's own dtype unless told otherwise.
+    default_dtype = "auto"
+    _with_projection = False
+
+    @classmethod
+    def _load_engine_from_files(cls, config_path, files, dtype):
+        return _C.CLIPTextModel.from_safetensors(config_path, list(files), dtype, cls._with_projection)
+
+    @classmethod
+    def _load_engine_from_state_dict(cls, config_path, state_dict, origin, dtype):
+        return _C.CLIPTextModel.from_state_dict(config_path, state_dict, origin, dtype, cls._with_projection)
+
+    def _run(self, input_ids, attention_mask, output_hidden_states):
+        if input_ids is None:
+            raise ValueError("You have to specify input_ids")
+        if not isinstance(input_ids, torch.Tensor):
+            raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+        if attention_mask is not None and not isinstance(attention_mask, torch.Tensor):
+            raise TypeError(f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}")
+        return self._engine.forward(input_ids, attention_mask, bool(output_hidden_states))
+
+
+class CLIPTextModel(_CLIPTextModelBase):
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ):
+        if position_ids is not None:
+            raise NotImplementedError("position_ids is not supported by the native CLIPTextModel")
+        out = self._run(input_ids, attention_mask, output_hidden_states)
+        result = BaseModelOutputWithPooling(
+            last_hidden_state=out["last_hidden_state"],
+            pooler_output=out["pooler_output"],
+            hidden_states=out.get("hidden_states"),
+        )
+        return result if return_dict is not False else result.to_tuple()
+
+
+class CLIPTextModelWithProjection(_CLIPTextModelBase):
+    _with_projection = True
+
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ):
+        if position_ids is not None:
+            raise NotImplementedError("position_ids is not supported by the native CLIPTextModelWithProjection")
+        out = self._run(input_ids, attention_mask, output_hidden_states)
+        result = CLIPTextModelOutput(
+            text_embeds=out["text_embeds"],
+            last_hidden_state=out["last_hidden_state"],
+            hidden_states=out.get("hidden_states"),
+        )
+        return result if return_dict is not False else result.to_tuple()

@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny random-weight checkpoints written by the reference libraries themselves
+(transformers / diffusers ``save_pretrained``), so parity tests load exactly what users have."""
+
+import os
+
+import pytest
+import torch
+
+# Nothing in the test suite may reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def pytest_configure(config):
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_cache(tmp_path_factory, monkeypatch):
+    # A user's real cache must never satisfy a test by accident.
+    cache = tmp_path_factory.mktemp("hf_cache_empty")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HOME", str(cache.parent / "hf_home_empty"))
