@@ -6,25 +6,46 @@
 
 #include "io/json_config.h"
 #include "io/state_dict.h"
+#include "models/autoencoders/autoencoder_kl.h"
 #include "models/clip/modeling_clip.h"
+#include "models/unets/unet_2d_condition.h"
 
 namespace py = pybind11;
 
 namespace nd::bindings {
 namespace {
 
-io::StateDict to_state_dict(const std::map<std::string, at::Tensor>& tensors) {
-  return io::StateDict(tensors.begin(), tensors.end());
-}
+using TensorMap = std::map<std::string, at::Tensor>;
 
-std::shared_ptr<CLIPTextModel> load_clip_text_model(const std::string& config_path,
-                                                    const io::StateDict& state_dict,
-                                                    const std::string& origin,
-                                                    std::optional<at::ScalarType> dtype,
-                                                    bool with_projection) {
-  const CLIPTextConfig config = CLIPTextConfig::from_json(io::JsonConfig::from_file(config_path));
-  return std::make_shared<CLIPTextModel>(
-      CLIPTextModel::load(config, state_dict, origin, dtype, with_projection));
+// Every engine model loads the same two ways: from safetensors files (read in C++, zero-copy)
+// or from a state dict Python read out of .bin files with torch.load(weights_only=True).
+// `Build(config_json, state_dict, origin, dtype)` constructs the model.
+template <typename Model, typename Build>
+void def_loaders(py::class_<Model, std::shared_ptr<Model>>& cls, Build build) {
+  cls.def_static(
+         "from_safetensors",
+         [build](const std::string& config_path, const std::vector<std::string>& files,
+                 std::optional<at::ScalarType> dtype) {
+           const io::JsonConfig config = io::JsonConfig::from_file(config_path);
+           py::gil_scoped_release release;
+           const io::StateDict sd = io::load_safetensors(files);
+           return std::make_shared<Model>(build(config, sd, files.empty() ? config_path : files.front(), dtype));
+         },
+         py::arg("config_path"), py::arg("files"), py::arg("dtype") = py::none())
+      .def_static(
+          "from_state_dict",
+          [build](const std::string& config_path, const TensorMap& tensors, const std::string& origin,
+                  std::optional<at::ScalarType> dtype) {
+            const io::JsonConfig config = io::JsonConfig::from_file(config_path);
+            const io::StateDict sd(tensors.begin(), tensors.end());
+            return std::make_shared<Model>(build(config, sd, origin, dtype));
+          },
+          py::arg("config_path"), py::arg("state_dict"), py::arg("origin"), py::arg("dtype") = py::none())
+      .def("to", &Model::to, py::arg("device") = py::none(), py::arg("dtype") = py::none(),
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("dtype", &Model::dtype)
+      .def_property_readonly("device", &Model::device)
+      .def("num_parameters", &Model::num_parameters);
 }
 
 py::dict clip_output_to_dict(const CLIPTextOutput& out) {
@@ -36,49 +57,64 @@ py::dict clip_output_to_dict(const CLIPTextOutput& out) {
   return d;
 }
 
+void bind_clip(py::module_& m) {
+  py::class_<CLIPTextModel, std::shared_ptr<CLIPTextModel>> base(m, "CLIPTextModel");
+  def_loaders(base, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                       std::optional<at::ScalarType> dtype) {
+    return CLIPTextModel::load(CLIPTextConfig::from_json(json), sd, origin, dtype, false);
+  });
+  base.def(
+      "forward",
+      [](const CLIPTextModel& self, const at::Tensor& input_ids,
+         std::optional<at::Tensor> attention_mask, bool output_hidden_states) {
+        CLIPTextOutput out;
+        {
+          py::gil_scoped_release release;
+          out = self.forward(input_ids, attention_mask, output_hidden_states);
+        }
+        return clip_output_to_dict(out);
+      },
+      py::arg("input_ids"), py::arg("attention_mask") = py::none(),
+      py::arg("output_hidden_states") = false);
+
+  py::class_<CLIPTextModelWithProjection, CLIPTextModel, std::shared_ptr<CLIPTextModelWithProjection>>
+      projected(m, "CLIPTextModelWithProjection");
+  def_loaders(projected, [](const io::JsonConfig& json, const io::StateDict& sd,
+                            const std::string& origin, std::optional<at::ScalarType> dtype) {
+    return CLIPTextModelWithProjection(
+        CLIPTextModel::load(CLIPTextConfig::from_json(json), sd, origin, dtype, true));
+  });
+}
+
+void bind_unet(py::module_& m) {
+  py::class_<UNet2DConditionModel, std::shared_ptr<UNet2DConditionModel>> cls(m, "UNet2DConditionModel");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return UNet2DConditionModel::load(UNet2DConditionConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def("forward", &UNet2DConditionModel::forward, py::arg("sample"), py::arg("timestep"),
+          py::arg("encoder_hidden_states"), py::call_guard<py::gil_scoped_release>());
+}
+
+void bind_autoencoder_kl(py::module_& m) {
+  py::class_<AutoencoderKL, std::shared_ptr<AutoencoderKL>> cls(m, "AutoencoderKL");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return AutoencoderKL::load(AutoencoderKLConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def("encode", &AutoencoderKL::encode, py::arg("x"), py::call_guard<py::gil_scoped_release>())
+      .def("decode", &AutoencoderKL::decode, py::arg("z"), py::call_guard<py::gil_scoped_release>());
+  m.def("sample_diagonal_gaussian", &sample_diagonal_gaussian, py::arg("parameters"),
+        py::arg("generator") = py::none());
+  m.def("diagonal_gaussian_mode", &diagonal_gaussian_mode, py::arg("parameters"));
+}
+
 }  // namespace
 
 void bind_models(py::module_& m) {
-  py::class_<CLIPTextModel, std::shared_ptr<CLIPTextModel>>(m, "CLIPTextModel")
-      .def_static(
-          "from_safetensors",
-          [](const std::string& config_path, const std::vector<std::string>& files,
-             std::optional<at::ScalarType> dtype, bool with_projection) {
-            const io::StateDict sd = io::load_safetensors(files);
-            const std::string origin = files.empty() ? config_path : files.front();
-            py::gil_scoped_release release;
-            return load_clip_text_model(config_path, sd, origin, dtype, with_projection);
-          },
-          py::arg("config_path"), py::arg("files"), py::arg("dtype") = py::none(),
-          py::arg("with_projection") = false)
-      .def_static(
-          "from_state_dict",
-          [](const std::string& config_path, const std::map<std::string, at::Tensor>& tensors,
-             const std::string& origin, std::optional<at::ScalarType> dtype, bool with_projection) {
-            return load_clip_text_model(config_path, to_state_dict(tensors), origin, dtype,
-                                        with_projection);
-          },
-          py::arg("config_path"), py::arg("state_dict"), py::arg("origin"),
-          py::arg("dtype") = py::none(), py::arg("with_projection") = false)
-      .def(
-          "forward",
-          [](const CLIPTextModel& self, const at::Tensor& input_ids,
-             std::optional<at::Tensor> attention_mask, bool output_hidden_states) {
-            CLIPTextOutput out;
-            {
-              py::gil_scoped_release release;
-              out = self.forward(input_ids, attention_mask, output_hidden_states);
-            }
-            return clip_output_to_dict(out);
-          },
-          py::arg("input_ids"), py::arg("attention_mask") = py::none(),
-          py::arg("output_hidden_states") = false)
-      .def("to", &CLIPTextModel::to, py::arg("device") = py::none(), py::arg("dtype") = py::none(),
-           py::call_guard<py::gil_scoped_release>())
-      .def_property_readonly("dtype", &CLIPTextModel::dtype)
-      .def_property_readonly("device", &CLIPTextModel::device)
-      .def_property_readonly("with_projection", &CLIPTextModel::with_projection)
-      .def("num_parameters", &CLIPTextModel::num_parameters);
+  bind_clip(m);
+  bind_unet(m);
+  bind_autoencoder_kl(m);
 }
 
 }  // namespace nd::bindings

@@ -2,7 +2,18 @@
 
 #include <ATen/ATen.h>
 
+#include "core/errors.h"
+
 namespace nd {
+
+ParameterFn move_and_cast(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype) {
+  return [device, dtype](const at::Tensor& t) {
+    at::Tensor out = t;
+    if (device) out = out.to(*device);
+    if (dtype && at::isFloatingType(out.scalar_type())) out = out.to(*dtype);
+    return out;
+  };
+}
 
 Linear Linear::load(const WeightLoader& w, int64_t in_features, int64_t out_features,
                     bool with_bias) {
@@ -30,6 +41,43 @@ at::Tensor LayerNorm::forward(const at::Tensor& x) const {
 }
 
 void LayerNorm::apply(const ParameterFn& fn) {
+  weight = fn(weight);
+  bias = fn(bias);
+}
+
+Conv2d Conv2d::load(const WeightLoader& w, int64_t in_channels, int64_t out_channels,
+                    int64_t kernel_size, int64_t stride, int64_t padding, bool with_bias) {
+  Conv2d layer;
+  layer.weight = w.get("weight", {out_channels, in_channels, kernel_size, kernel_size});
+  if (with_bias) layer.bias = w.get("bias", {out_channels});
+  layer.stride = stride;
+  layer.padding = padding;
+  return layer;
+}
+
+at::Tensor Conv2d::forward(const at::Tensor& x) const {
+  return at::conv2d(x, weight, bias ? *bias : at::Tensor(), {stride, stride}, {padding, padding});
+}
+
+void Conv2d::apply(const ParameterFn& fn) {
+  weight = fn(weight);
+  if (bias) bias = fn(*bias);
+}
+
+GroupNorm GroupNorm::load(const WeightLoader& w, int64_t num_groups, int64_t channels, double eps) {
+  if (num_groups <= 0 || channels % num_groups != 0) {
+    throw ValueError("GroupNorm '" + w.prefix() + "': " + std::to_string(channels) +
+                     " channels are not divisible into " + std::to_string(num_groups) +
+                     " groups (norm_num_groups in " + w.origin() + ")");
+  }
+  return GroupNorm{w.get("weight", {channels}), w.get("bias", {channels}), num_groups, eps};
+}
+
+at::Tensor GroupNorm::forward(const at::Tensor& x) const {
+  return at::group_norm(x, num_groups, weight, bias, eps);
+}
+
+void GroupNorm::apply(const ParameterFn& fn) {
   weight = fn(weight);
   bias = fn(bias);
 }

@@ -202,21 +202,9 @@ void CLIPTextModel::apply(const ParameterFn& fn) {
 }
 
 void CLIPTextModel::to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype) {
-  apply([&](const at::Tensor& t) {
-    at::Tensor out = t;
-    if (device) out = out.to(*device);
-    if (dtype && at::isFloatingType(out.scalar_type())) out = out.to(*dtype);
-    return out;
-  });
+  apply(move_and_cast(device, dtype));
 }
 
-int64_t CLIPTextModel::num_parameters() const {
-  int64_t total = 0;
-  const_cast<CLIPTextModel*>(this)->apply([&](const at::Tensor& t) {
-    total += t.numel();
-    return t;
-  });
-  return total;
-}
+int64_t CLIPTextModel::num_parameters() const { return count_parameters(*this); }
 
 }  // namespace nd

@@ -86,9 +86,9 @@ class CLIPTextModel {
   const CLIPTextConfig& config() const { return config_; }
   bool with_projection() const { return text_projection_.has_value(); }
   int64_t num_parameters() const;
+  void apply(const ParameterFn& fn);
 
  private:
-  void apply(const ParameterFn& fn);
   at::Tensor attention_mask_for(const at::Tensor& input_ids,
                                 const std::optional<at::Tensor>& attention_mask) const;
   at::Tensor pool(const at::Tensor& last_hidden_state, const at::Tensor& input_ids) const;
@@ -98,6 +98,13 @@ class CLIPTextModel {
   std::vector<CLIPEncoderLayer> layers_;
   LayerNorm final_layer_norm_;
   std::optional<Linear> text_projection_;
+};
+
+// transformers' CLIPTextModelWithProjection: the same text tower plus `text_projection`, whose
+// output is `text_embeds`. A distinct type so the bindings can expose transformers' two classes.
+class CLIPTextModelWithProjection : public CLIPTextModel {
+ public:
+  explicit CLIPTextModelWithProjection(CLIPTextModel model) : CLIPTextModel(std::move(model)) {}
 };
 
 }  // namespace nd

@@ -39,8 +39,10 @@ def parse_torch_dtype(torch_dtype: Any = None, dtype: Any = None) -> Any:
 
 
 class NativeModelMixin(torch.nn.Module):
-    """Base of the Python faces of engine models. Subclasses set ``config_name`` and implement
-    ``_load_engine(config_path, weights, origin, dtype)``."""
+    """Base of the Python faces of engine models. Subclasses name their ``_engine_class`` (a class
+    of ``native_diffusers._C`` with ``from_safetensors`` and ``from_state_dict``)."""
+
+    _engine_class: Any = None
 
     config_name = "config.json"
     # transformers models default to the checkpoint's dtype ("auto"); diffusers models to float32.
@@ -131,8 +133,8 @@ class NativeModelMixin(torch.nn.Module):
 
     @classmethod
     def _load_engine_from_files(cls, config_path: str, files: Tuple[str, ...], dtype):
-        raise NotImplementedError
+        return cls._engine_class.from_safetensors(config_path, list(files), dtype)
 
     @classmethod
     def _load_engine_from_state_dict(cls, config_path: str, state_dict: Dict[str, torch.Tensor], origin: str, dtype):
-        raise NotImplementedError
+        return cls._engine_class.from_state_dict(config_path, state_dict, origin, dtype)

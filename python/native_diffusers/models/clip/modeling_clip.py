@@ -13,15 +13,7 @@ from ..modeling_utils import NativeModelMixin
 class _CLIPTextModelBase(NativeModelMixin):
     # transformers v5 loads in the checkpoint's own dtype unless told otherwise.
     default_dtype = "auto"
-    _with_projection = False
-
-    @classmethod
-    def _load_engine_from_files(cls, config_path, files, dtype):
-        return _C.CLIPTextModel.from_safetensors(config_path, list(files), dtype, cls._with_projection)
-
-    @classmethod
-    def _load_engine_from_state_dict(cls, config_path, state_dict, origin, dtype):
-        return _C.CLIPTextModel.from_state_dict(config_path, state_dict, origin, dtype, cls._with_projection)
+    _engine_class = _C.CLIPTextModel
 
     def _run(self, input_ids, attention_mask, output_hidden_states):
         if input_ids is None:
@@ -55,7 +47,7 @@ class CLIPTextModel(_CLIPTextModelBase):
 
 
 class CLIPTextModelWithProjection(_CLIPTextModelBase):
-    _with_projection = True
+    _engine_class = _C.CLIPTextModelWithProjection
 
     def forward(
         self,

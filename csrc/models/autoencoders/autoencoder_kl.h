@@ -1,0 +1,64 @@
+// Mirrors diffusers AutoencoderKL (autoencoders/autoencoder_kl.py): encode to the latent
+// distribution's parameters, decode latents to images; scaling_factor/shift_factor are config.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <optional>
+#include <string>
+
+#include "io/json_config.h"
+#include "io/state_dict.h"
+#include "models/autoencoders/vae.h"
+
+namespace nd {
+
+struct AutoencoderKLConfig {
+  int64_t in_channels = 3;
+  int64_t out_channels = 3;
+  std::vector<int64_t> block_out_channels = {64};
+  int64_t layers_per_block = 1;
+  Activation act_fn = Activation::Silu;
+  int64_t latent_channels = 4;
+  int64_t norm_num_groups = 32;
+  double scaling_factor = 0.18215;
+  std::optional<double> shift_factor;
+  bool force_upcast = true;
+  bool use_quant_conv = true;
+  bool use_post_quant_conv = true;
+  bool mid_block_add_attention = true;
+
+  static AutoencoderKLConfig from_json(const io::JsonConfig& config);
+  // Spatial downscale factor: 2 ** (len(block_out_channels) - 1), diffusers' vae_scale_factor.
+  int64_t scale_factor() const { return int64_t{1} << (block_out_channels.size() - 1); }
+};
+
+class AutoencoderKL {
+ public:
+  static AutoencoderKL load(const AutoencoderKLConfig& config, const io::StateDict& state_dict,
+                            const std::string& origin, std::optional<at::ScalarType> dtype);
+
+  // images in [-1, 1]: [B, in_channels, H, W] -> latent distribution parameters [B, 2C, h, w].
+  at::Tensor encode(const at::Tensor& x) const;
+  // latents (unscaled): [B, C, h, w] -> images [B, out_channels, H, W].
+  at::Tensor decode(const at::Tensor& z) const;
+
+  void to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
+  at::ScalarType dtype() const;
+  c10::Device device() const;
+  const AutoencoderKLConfig& config() const { return config_; }
+  int64_t num_parameters() const;
+  void apply(const ParameterFn& fn);
+
+ private:
+  at::Tensor decoder_probe();
+
+  AutoencoderKLConfig config_;
+  Encoder encoder_;
+  Decoder decoder_;
+  std::optional<Conv2d> quant_conv_, post_quant_conv_;
+  at::Tensor probe_;  // a parameter that reports the model's dtype and device
+};
+
+}  // namespace nd

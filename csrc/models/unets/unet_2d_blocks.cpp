@@ -1,0 +1,169 @@
+#include "models/unets/unet_2d_blocks.h"
+
+#include <ATen/ATen.h>
+
+namespace nd {
+namespace {
+
+ResnetBlock2DConfig resnet_config(const UNetBlockConfig& c, int64_t in, int64_t out) {
+  ResnetBlock2DConfig r;
+  r.in_channels = in;
+  r.out_channels = out;
+  r.temb_channels = c.temb_channels;
+  r.groups = c.resnet_groups;
+  r.eps = c.resnet_eps;
+  r.output_scale_factor = c.output_scale_factor;
+  r.act = c.act;
+  return r;
+}
+
+Transformer2DModel load_transformer(const WeightLoader& w, const UNetBlockConfig& c, int64_t channels) {
+  Transformer2DConfig t;
+  t.in_channels = channels;
+  t.num_attention_heads = c.num_attention_heads;
+  t.attention_head_dim = channels / c.num_attention_heads;
+  t.num_layers = c.transformer_layers;
+  t.cross_attention_dim = c.cross_attention_dim;
+  t.norm_num_groups = c.resnet_groups;
+  t.use_linear_projection = c.use_linear_projection;
+  t.only_cross_attention = c.only_cross_attention;
+  t.upcast_attention = c.upcast_attention;
+  return Transformer2DModel::load(w, t);
+}
+
+}  // namespace
+
+// ---- down ----------------------------------------------------------------------------------------
+
+DownBlock2D DownBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
+  DownBlock2D b;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const int64_t in = i == 0 ? c.in_channels : c.out_channels;
+    b.resnets_.push_back(ResnetBlock2D::load(w.child("resnets").child(std::to_string(i)),
+                                             resnet_config(c, in, c.out_channels)));
+    if (c.has_attention) {
+      b.attentions_.push_back(
+          load_transformer(w.child("attentions").child(std::to_string(i)), c, c.out_channels));
+    }
+  }
+  if (c.add_sample_change) {
+    b.downsampler_ = Downsample2D::load(w.child("downsamplers").child("0"), c.out_channels,
+                                        c.out_channels, c.downsample_padding);
+  }
+  return b;
+}
+
+at::Tensor DownBlock2D::forward(const at::Tensor& x, const at::Tensor& temb,
+                                const at::Tensor& context, std::vector<at::Tensor>* skips) const {
+  at::Tensor h = x;
+  for (std::size_t i = 0; i < resnets_.size(); ++i) {
+    h = resnets_[i].forward(h, temb);
+    if (!attentions_.empty()) h = attentions_[i].forward(h, context);
+    if (skips) skips->push_back(h);
+  }
+  if (downsampler_) {
+    h = downsampler_->forward(h);
+    if (skips) skips->push_back(h);
+  }
+  return h;
+}
+
+void DownBlock2D::apply(const ParameterFn& fn) {
+  for (auto& r : resnets_) r.apply(fn);
+  for (auto& a : attentions_) a.apply(fn);
+  if (downsampler_) downsampler_->apply(fn);
+}
+
+// ---- mid -----------------------------------------------------------------------------------------
+
+MidBlock2D MidBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
+  MidBlock2D b;
+  const int64_t ch = c.in_channels;
+  b.resnets_.push_back(ResnetBlock2D::load(w.child("resnets").child("0"), resnet_config(c, ch, ch)));
+  if (c.has_attention) {
+    const WeightLoader attn = w.child("attentions").child("0");
+    if (c.cross_attention_dim > 0) {
+      b.transformers_.push_back(load_transformer(attn, c, ch));
+    } else {
+      // Ref: diffusers UNetMidBlock2D: Attention(heads = channels // attention_head_dim,
+      // residual_connection, GroupNorm on the input, bias=True); the KL VAE uses one head.
+      AttentionConfig a;
+      a.query_dim = ch;
+      a.heads = c.num_attention_heads;
+      a.dim_head = ch / c.num_attention_heads;
+      a.qkv_bias = true;
+      a.norm_num_groups = c.resnet_groups;
+      a.eps = c.resnet_eps;
+      a.residual_connection = true;
+      a.rescale_output_factor = c.output_scale_factor;
+      b.attentions_.push_back(Attention::load(attn, a));
+    }
+  }
+  b.resnets_.push_back(ResnetBlock2D::load(w.child("resnets").child("1"), resnet_config(c, ch, ch)));
+  return b;
+}
+
+at::Tensor MidBlock2D::forward(const at::Tensor& x, const at::Tensor& temb,
+                               const at::Tensor& context) const {
+  at::Tensor h = resnets_[0].forward(x, temb);
+  if (!transformers_.empty()) h = transformers_[0].forward(h, context);
+  if (!attentions_.empty()) h = attentions_[0].forward(h);
+  return resnets_[1].forward(h, temb);
+}
+
+void MidBlock2D::apply(const ParameterFn& fn) {
+  for (auto& r : resnets_) r.apply(fn);
+  for (auto& t : transformers_) t.apply(fn);
+  for (auto& a : attentions_) a.apply(fn);
+}
+
+// ---- up ------------------------------------------------------------------------------------------
+
+UpBlock2D UpBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
+  UpBlock2D b;
+  const bool takes_skips = c.prev_output_channel > 0;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    int64_t in = 0;
+    if (takes_skips) {
+      // Ref: diffusers CrossAttnUpBlock2D.__init__: the last layer's skip comes from the block
+      // below's input channels; the first layer takes the previous up block's output.
+      const int64_t skip = i == c.num_layers - 1 ? c.in_channels : c.out_channels;
+      in = (i == 0 ? c.prev_output_channel : c.out_channels) + skip;
+    } else {
+      in = i == 0 ? c.in_channels : c.out_channels;
+    }
+    b.resnets_.push_back(ResnetBlock2D::load(w.child("resnets").child(std::to_string(i)),
+                                             resnet_config(c, in, c.out_channels)));
+    if (c.has_attention) {
+      b.attentions_.push_back(
+          load_transformer(w.child("attentions").child(std::to_string(i)), c, c.out_channels));
+    }
+  }
+  if (c.add_sample_change) {
+    b.upsampler_ = Upsample2D::load(w.child("upsamplers").child("0"), c.out_channels, c.out_channels);
+  }
+  return b;
+}
+
+at::Tensor UpBlock2D::forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
+                              std::vector<at::Tensor>* skips, at::IntArrayRef upsample_size) const {
+  at::Tensor h = x;
+  for (std::size_t i = 0; i < resnets_.size(); ++i) {
+    if (skips) {
+      h = at::cat({h, skips->back()}, 1);  // [B, C + C_skip, H, W]
+      skips->pop_back();
+    }
+    h = resnets_[i].forward(h, temb);
+    if (!attentions_.empty()) h = attentions_[i].forward(h, context);
+  }
+  if (upsampler_) h = upsampler_->forward(h, upsample_size);
+  return h;
+}
+
+void UpBlock2D::apply(const ParameterFn& fn) {
+  for (auto& r : resnets_) r.apply(fn);
+  for (auto& a : attentions_) a.apply(fn);
+  if (upsampler_) upsampler_->apply(fn);
+}
+
+}  // namespace nd

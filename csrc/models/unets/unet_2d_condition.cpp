@@ -1,0 +1,260 @@
+#include "models/unets/unet_2d_condition.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include "core/errors.h"
+
+namespace nd {
+namespace {
+
+// Options of diffusers' UNet2DConditionModel that this engine does not implement yet: present
+// with a non-default value, they must fail loudly rather than load a different network.
+void reject_unsupported(const io::JsonConfig& json) {
+  const char* must_be_null[] = {"encoder_hid_dim",      "encoder_hid_dim_type",
+                                "class_embed_type",     "addition_embed_type",
+                                "num_class_embeds",     "time_cond_proj_dim",
+                                "time_embedding_dim",   "time_embedding_act_fn",
+                                "timestep_post_act",    "projection_class_embeddings_input_dim",
+                                "cross_attention_norm", "reverse_transformer_layers_per_block",
+                                "num_attention_heads"};
+  for (const char* key : must_be_null) {
+    if (json.has_value(key)) json.fail(key, "unsupported value " + json.json().at(key).dump());
+  }
+  if (json.get_bool("dual_cross_attention", false)) json.fail("dual_cross_attention", "unsupported value true");
+  if (json.get_bool("class_embeddings_concat", false)) json.fail("class_embeddings_concat", "unsupported value true");
+  if (json.get_bool("resnet_skip_time_act", false)) json.fail("resnet_skip_time_act", "unsupported value true");
+  const auto expect = [&](const char* key, const std::string& value) {
+    const std::string got = json.get_string(key, value);
+    if (got != value) json.fail(key, "unsupported value \"" + got + "\"");
+  };
+  expect("resnet_time_scale_shift", "default");
+  expect("time_embedding_type", "positional");
+  expect("attention_type", "default");
+}
+
+std::vector<int64_t> bools_per_block(const io::JsonConfig& json, const char* key, std::size_t n) {
+  if (!json.has_value(key)) return std::vector<int64_t>(n, 0);
+  const io::Json& v = json.json().at(key);
+  if (v.is_boolean()) return std::vector<int64_t>(n, v.get<bool>() ? 1 : 0);
+  if (!v.is_array() || v.size() != n) json.fail(key, "expected a bool or " + std::to_string(n) + " bools");
+  std::vector<int64_t> out;
+  for (const io::Json& item : v) {
+    if (!item.is_boolean()) json.fail(key, "expected bools, got " + item.dump());
+    out.push_back(item.get<bool>() ? 1 : 0);
+  }
+  return out;
+}
+
+bool has_cross_attention(const std::string& type) {
+  return type == "CrossAttnDownBlock2D" || type == "CrossAttnUpBlock2D";
+}
+
+}  // namespace
+
+UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& json) {
+  reject_unsupported(json);
+  UNet2DConditionConfig c;
+  c.in_channels = json.get_int("in_channels", c.in_channels);
+  c.out_channels = json.get_int("out_channels", c.out_channels);
+  c.center_input_sample = json.get_bool("center_input_sample", c.center_input_sample);
+  c.flip_sin_to_cos = json.get_bool("flip_sin_to_cos", c.flip_sin_to_cos);
+  c.freq_shift = json.get_double("freq_shift", c.freq_shift);
+  if (json.has_value("down_block_types")) c.down_block_types = json.get_string_list("down_block_types");
+  if (json.has_value("up_block_types")) c.up_block_types = json.get_string_list("up_block_types");
+  c.mid_block_type = json.get_string("mid_block_type", c.mid_block_type);
+  if (json.has_value("block_out_channels")) c.block_out_channels = json.get_int_list("block_out_channels");
+  const std::size_t n = c.block_out_channels.size();
+  if (n == 0) json.fail("block_out_channels", "expected at least one block");
+  if (c.down_block_types.size() != n) json.fail("down_block_types", "must have one entry per block_out_channels");
+  if (c.up_block_types.size() != n) json.fail("up_block_types", "must have one entry per block_out_channels");
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string& d = c.down_block_types[i];
+    if (d != "CrossAttnDownBlock2D" && d != "DownBlock2D") {
+      json.fail("down_block_types[" + std::to_string(i) + "]", "unsupported value \"" + d + "\"");
+    }
+    const std::string& u = c.up_block_types[i];
+    if (u != "CrossAttnUpBlock2D" && u != "UpBlock2D") {
+      json.fail("up_block_types[" + std::to_string(i) + "]", "unsupported value \"" + u + "\"");
+    }
+  }
+  if (c.mid_block_type != "UNetMidBlock2DCrossAttn") {
+    json.fail("mid_block_type", "unsupported value \"" + c.mid_block_type + "\"");
+  }
+  c.only_cross_attention = bools_per_block(json, "only_cross_attention", n);
+  c.layers_per_block = json.get_int_or_list("layers_per_block", n, 2);
+  c.downsample_padding = json.get_int("downsample_padding", c.downsample_padding);
+  c.mid_block_scale_factor = json.get_double("mid_block_scale_factor", c.mid_block_scale_factor);
+  c.act_fn = parse_activation(json.get_string("act_fn", "silu"), "act_fn", json.origin());
+  c.norm_num_groups = json.get_int("norm_num_groups", c.norm_num_groups);
+  c.norm_eps = json.get_double("norm_eps", c.norm_eps);
+  c.cross_attention_dim = json.get_int_or_list("cross_attention_dim", n, 1280);
+  c.transformer_layers_per_block = json.get_int_or_list("transformer_layers_per_block", n, 1);
+  c.num_attention_heads = json.get_int_or_list("attention_head_dim", n, 8);
+  c.use_linear_projection = json.get_bool("use_linear_projection", c.use_linear_projection);
+  c.upcast_attention = json.get_bool("upcast_attention", c.upcast_attention);
+  c.resnet_out_scale_factor = json.get_double("resnet_out_scale_factor", c.resnet_out_scale_factor);
+  c.conv_in_kernel = json.get_int("conv_in_kernel", c.conv_in_kernel);
+  c.conv_out_kernel = json.get_int("conv_out_kernel", c.conv_out_kernel);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (c.block_out_channels[i] <= 0) json.fail("block_out_channels", "channels must be positive");
+    if (c.num_attention_heads[i] <= 0 || c.block_out_channels[i] % c.num_attention_heads[i] != 0) {
+      json.fail("attention_head_dim", "block " + std::to_string(i) + " has " +
+                                          std::to_string(c.block_out_channels[i]) +
+                                          " channels, not divisible into " +
+                                          std::to_string(c.num_attention_heads[i]) + " heads");
+    }
+    if (c.layers_per_block[i] <= 0) json.fail("layers_per_block", "must be positive");
+  }
+  if (c.conv_in_kernel % 2 == 0 || c.conv_in_kernel <= 0) json.fail("conv_in_kernel", "must be odd");
+  if (c.conv_out_kernel % 2 == 0 || c.conv_out_kernel <= 0) json.fail("conv_out_kernel", "must be odd");
+  if (c.in_channels <= 0 || c.out_channels <= 0) json.fail("in_channels", "channels must be positive");
+  return c;
+}
+
+UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
+                                                const io::StateDict& state_dict,
+                                                const std::string& origin,
+                                                std::optional<at::ScalarType> dtype) {
+  const WeightLoader w(state_dict, origin, dtype);
+  UNet2DConditionModel m;
+  m.config_ = c;
+  const std::size_t n = c.num_blocks();
+  const int64_t ch0 = c.block_out_channels[0];
+  const int64_t time_embed_dim = ch0 * 4;
+  m.conv_in_ = Conv2d::load(w.child("conv_in"), c.in_channels, ch0, c.conv_in_kernel, 1,
+                            (c.conv_in_kernel - 1) / 2);
+  m.time_embedding_ = TimestepEmbedding::load(w.child("time_embedding"), ch0, time_embed_dim, c.act_fn);
+
+  UNetBlockConfig base;
+  base.temb_channels = time_embed_dim;
+  base.resnet_groups = c.norm_num_groups;
+  base.resnet_eps = c.norm_eps;
+  base.act = c.act_fn;
+  base.use_linear_projection = c.use_linear_projection;
+  base.upcast_attention = c.upcast_attention;
+  base.output_scale_factor = c.resnet_out_scale_factor;
+
+  int64_t output_channel = ch0;
+  for (std::size_t i = 0; i < n; ++i) {
+    UNetBlockConfig b = base;
+    b.in_channels = output_channel;
+    output_channel = c.block_out_channels[i];
+    b.out_channels = output_channel;
+    b.num_layers = c.layers_per_block[i];
+    b.transformer_layers = c.transformer_layers_per_block[i];
+    b.has_attention = has_cross_attention(c.down_block_types[i]);
+    b.num_attention_heads = c.num_attention_heads[i];
+    b.cross_attention_dim = c.cross_attention_dim[i];
+    b.only_cross_attention = c.only_cross_attention[i] != 0;
+    b.add_sample_change = i + 1 < n;
+    b.downsample_padding = c.downsample_padding;
+    m.down_blocks_.push_back(DownBlock2D::load(w.child("down_blocks").child(std::to_string(i)), b));
+  }
+
+  UNetBlockConfig mid = base;
+  mid.in_channels = mid.out_channels = c.block_out_channels.back();
+  mid.has_attention = true;
+  mid.num_attention_heads = c.num_attention_heads.back();
+  mid.cross_attention_dim = c.cross_attention_dim.back();
+  mid.transformer_layers = c.transformer_layers_per_block.back();
+  mid.output_scale_factor = c.mid_block_scale_factor;
+  m.mid_block_ = MidBlock2D::load(w.child("mid_block"), mid);
+
+  // Ref: diffusers UNet2DConditionModel.__init__, "up" section: per-block lists are reversed.
+  std::vector<int64_t> rev_channels(c.block_out_channels.rbegin(), c.block_out_channels.rend());
+  output_channel = rev_channels[0];
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t r = n - 1 - i;
+    UNetBlockConfig b = base;
+    b.prev_output_channel = output_channel;
+    output_channel = rev_channels[i];
+    b.out_channels = output_channel;
+    b.in_channels = rev_channels[std::min(i + 1, n - 1)];
+    b.num_layers = c.layers_per_block[r] + 1;
+    b.transformer_layers = c.transformer_layers_per_block[r];
+    b.has_attention = has_cross_attention(c.up_block_types[i]);
+    b.num_attention_heads = c.num_attention_heads[r];
+    b.cross_attention_dim = c.cross_attention_dim[r];
+    b.only_cross_attention = c.only_cross_attention[r] != 0;
+    b.add_sample_change = i + 1 < n;
+    m.up_blocks_.push_back(UpBlock2D::load(w.child("up_blocks").child(std::to_string(i)), b));
+  }
+  m.conv_norm_out_ = GroupNorm::load(w.child("conv_norm_out"), c.norm_num_groups, ch0, c.norm_eps);
+  m.conv_out_ = Conv2d::load(w.child("conv_out"), ch0, c.out_channels, c.conv_out_kernel, 1,
+                             (c.conv_out_kernel - 1) / 2);
+  return m;
+}
+
+at::Tensor UNet2DConditionModel::time_embedding_for(const at::Tensor& timestep, int64_t batch,
+                                                    at::ScalarType dtype) const {
+  // Ref: diffusers UNet2DConditionModel.get_time_embed: a 0-d timestep is broadcast to the batch;
+  // the projection runs in fp32 and is cast to the sample dtype before the MLP.
+  at::Tensor t = timestep.to(device());
+  if (t.dim() == 0) t = t.unsqueeze(0);
+  if (t.dim() != 1 || (t.size(0) != batch && t.size(0) != 1)) {
+    throw ValueError("timestep must be a scalar or have shape [" + std::to_string(batch) + "]");
+  }
+  t = t.expand({batch});
+  const at::Tensor t_emb = get_timestep_embedding(t, config_.block_out_channels[0],
+                                                  config_.flip_sin_to_cos, config_.freq_shift)
+                               .to(dtype);
+  return time_embedding_.forward(t_emb);  // [B, time_embed_dim]
+}
+
+at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::Tensor& timestep,
+                                         const at::Tensor& encoder_hidden_states) const {
+  if (sample_in.dim() != 4 || sample_in.size(1) != config_.in_channels) {
+    throw ValueError("sample must have shape [batch, " + std::to_string(config_.in_channels) +
+                     ", height, width], got " + c10::str(sample_in.sizes()));
+  }
+  if (encoder_hidden_states.dim() != 3 || encoder_hidden_states.size(0) != sample_in.size(0) ||
+      encoder_hidden_states.size(2) != config_.cross_attention_dim[0]) {
+    throw ValueError("encoder_hidden_states must have shape [" + std::to_string(sample_in.size(0)) +
+                     ", sequence, " + std::to_string(config_.cross_attention_dim[0]) + "], got " +
+                     c10::str(encoder_hidden_states.sizes()));
+  }
+  c10::NoGradGuard no_grad;
+  at::Tensor sample = sample_in.to(device(), dtype());
+  const at::Tensor context = encoder_hidden_states.to(device(), dtype());
+  if (config_.center_input_sample) sample = 2 * sample - 1.0;
+  const int64_t batch = sample.size(0);
+  const at::Tensor temb = time_embedding_for(timestep, batch, dtype());
+
+  at::Tensor h = conv_in_.forward(sample);
+  std::vector<at::Tensor> skips{h};
+  for (const DownBlock2D& block : down_blocks_) h = block.forward(h, temb, context, &skips);
+  h = mid_block_.forward(h, temb, context);
+  for (std::size_t i = 0; i < up_blocks_.size(); ++i) {
+    const UpBlock2D& block = up_blocks_[i];
+    const bool is_final = i + 1 == up_blocks_.size();
+    // The next block's skip has the size this block must upsample to; nearest x2 gives the same
+    // result when sizes divide evenly and matches diffusers' forward_upsample_size when not.
+    std::vector<int64_t> upsample_size;
+    if (!is_final) {
+      const at::Tensor& next_skip = skips[skips.size() - block.num_layers() - 1];
+      upsample_size = {next_skip.size(2), next_skip.size(3)};
+    }
+    h = block.forward(h, temb, context, &skips, upsample_size);
+  }
+  h = conv_out_.forward(apply_activation(config_.act_fn, conv_norm_out_.forward(h)));
+  return h;
+}
+
+void UNet2DConditionModel::apply(const ParameterFn& fn) {
+  conv_in_.apply(fn);
+  time_embedding_.apply(fn);
+  for (auto& b : down_blocks_) b.apply(fn);
+  mid_block_.apply(fn);
+  for (auto& b : up_blocks_) b.apply(fn);
+  conv_norm_out_.apply(fn);
+  conv_out_.apply(fn);
+}
+
+void UNet2DConditionModel::to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype) {
+  apply(move_and_cast(device, dtype));
+}
+
+int64_t UNet2DConditionModel::num_parameters() const { return count_parameters(*this); }
+
+}  // namespace nd

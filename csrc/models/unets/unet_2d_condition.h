@@ -1,0 +1,86 @@
+// Mirrors diffusers UNet2DConditionModel (unets/unet_2d_condition.py) for the SD 1.x/2.x family:
+// positional time embedding, cross-attention down/mid/up blocks, any in_channels (inpainting
+// UNets take 9).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/json_config.h"
+#include "io/state_dict.h"
+#include "models/embeddings.h"
+#include "models/unets/unet_2d_blocks.h"
+
+namespace nd {
+
+struct UNet2DConditionConfig {
+  // Keys and defaults are diffusers' constructor arguments.
+  int64_t in_channels = 4;
+  int64_t out_channels = 4;
+  bool center_input_sample = false;
+  bool flip_sin_to_cos = true;
+  double freq_shift = 0;
+  std::vector<std::string> down_block_types = {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                               "CrossAttnDownBlock2D", "DownBlock2D"};
+  std::string mid_block_type = "UNetMidBlock2DCrossAttn";
+  std::vector<std::string> up_block_types = {"UpBlock2D", "CrossAttnUpBlock2D",
+                                             "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"};
+  std::vector<int64_t> only_cross_attention;  // per block, 0/1
+  std::vector<int64_t> block_out_channels = {320, 640, 1280, 1280};
+  std::vector<int64_t> layers_per_block;             // per block
+  int64_t downsample_padding = 1;
+  double mid_block_scale_factor = 1.0;
+  Activation act_fn = Activation::Silu;
+  int64_t norm_num_groups = 32;
+  double norm_eps = 1e-5;
+  std::vector<int64_t> cross_attention_dim;          // per block
+  std::vector<int64_t> transformer_layers_per_block;  // per block
+  // diffusers' legacy naming: "attention_head_dim" holds the number of heads per block.
+  std::vector<int64_t> num_attention_heads;
+  bool use_linear_projection = false;
+  bool upcast_attention = false;
+  double resnet_out_scale_factor = 1.0;
+  int64_t conv_in_kernel = 3;
+  int64_t conv_out_kernel = 3;
+
+  // Unsupported options raise ValueError naming the key and the file.
+  static UNet2DConditionConfig from_json(const io::JsonConfig& config);
+  std::size_t num_blocks() const { return block_out_channels.size(); }
+};
+
+class UNet2DConditionModel {
+ public:
+  static UNet2DConditionModel load(const UNet2DConditionConfig& config,
+                                   const io::StateDict& state_dict, const std::string& origin,
+                                   std::optional<at::ScalarType> dtype);
+
+  // sample: [B, in_channels, H, W]; timestep: scalar or [B] (or [1]); encoder_hidden_states:
+  // [B, S, cross_attention_dim]. Returns [B, out_channels, H, W].
+  at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep,
+                     const at::Tensor& encoder_hidden_states) const;
+
+  void to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
+  at::ScalarType dtype() const { return conv_in_.weight.scalar_type(); }
+  c10::Device device() const { return conv_in_.weight.device(); }
+  const UNet2DConditionConfig& config() const { return config_; }
+  int64_t num_parameters() const;
+  void apply(const ParameterFn& fn);
+
+ private:
+  at::Tensor time_embedding_for(const at::Tensor& timestep, int64_t batch, at::ScalarType dtype) const;
+
+  UNet2DConditionConfig config_;
+  Conv2d conv_in_;
+  TimestepEmbedding time_embedding_;
+  std::vector<DownBlock2D> down_blocks_;
+  MidBlock2D mid_block_;
+  std::vector<UpBlock2D> up_blocks_;
+  GroupNorm conv_norm_out_;
+  Conv2d conv_out_;
+};
+
+}  // namespace nd
