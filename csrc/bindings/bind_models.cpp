@@ -104,8 +104,14 @@ void bind_autoencoder_kl(py::module_& m) {
   });
   cls.def("encode", &AutoencoderKL::encode, py::arg("x"), py::call_guard<py::gil_scoped_release>())
       .def("decode", &AutoencoderKL::decode, py::arg("z"), py::call_guard<py::gil_scoped_release>());
-  m.def("sample_diagonal_gaussian", &sample_diagonal_gaussian, py::arg("parameters"),
-        py::arg("generator") = py::none());
+  m.def(
+      "sample_diagonal_gaussian",
+      [](const at::Tensor& parameters, std::optional<at::Generator> generator) {
+        std::vector<at::Generator> generators;
+        if (generator) generators.push_back(*generator);
+        return sample_diagonal_gaussian(parameters, generators);
+      },
+      py::arg("parameters"), py::arg("generator") = py::none());
   m.def("diagonal_gaussian_mode", &diagonal_gaussian_mode, py::arg("parameters"));
 }
 

@@ -7,6 +7,12 @@ __version__ = "0.1.0"
 import torch  # noqa: F401  (loads libtorch before the extension that links against it)
 
 from . import _C
-from .models import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
 
-__all__ = ["CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer"]
+__all__ = [
+    "AutoencoderKL",
+    "CLIPTextModel",
+    "CLIPTextModelWithProjection",
+    "CLIPTokenizer",
+    "UNet2DConditionModel",
+]

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "core/random.h"
+
 namespace nd {
 namespace {
 
@@ -105,22 +107,14 @@ void Decoder::apply(const ParameterFn& fn) {
   conv_out_.apply(fn);
 }
 
-at::Tensor randn_like_diffusers(at::IntArrayRef shape, const std::optional<at::Generator>& generator,
-                                c10::Device device, at::ScalarType dtype) {
-  const c10::Device draw_device = generator ? generator->device() : c10::Device(c10::kCPU);
-  const auto options = at::TensorOptions().dtype(dtype).device(draw_device);
-  at::Tensor noise = generator ? at::randn(shape, *generator, options) : at::randn(shape, options);
-  return noise.to(device);
-}
-
 at::Tensor sample_diagonal_gaussian(const at::Tensor& parameters,
-                                    const std::optional<at::Generator>& generator) {
+                                    const std::vector<at::Generator>& generators) {
   const std::vector<at::Tensor> parts = parameters.chunk(2, 1);
   const at::Tensor& mean = parts[0];
   const at::Tensor logvar = at::clamp(parts[1], -30.0, 20.0);
   const at::Tensor std = at::exp(0.5 * logvar);
-  return mean + std * randn_like_diffusers(mean.sizes(), generator, parameters.device(),
-                                           parameters.scalar_type());
+  return mean + std * randn_tensor(mean.sizes(), generators, parameters.device(),
+                                   parameters.scalar_type());
 }
 
 at::Tensor diagonal_gaussian_mode(const at::Tensor& parameters) { return parameters.chunk(2, 1)[0]; }

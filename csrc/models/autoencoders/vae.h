@@ -53,14 +53,9 @@ class Decoder {
 };
 
 // Ref: diffusers vae.py, DiagonalGaussianDistribution: parameters [B, 2C, h, w] -> mean + std * eps,
-// eps drawn like diffusers' randn_tensor (on the generator's device, then moved).
+// eps drawn by randn_tensor (core/random.h).
 at::Tensor sample_diagonal_gaussian(const at::Tensor& parameters,
-                                    const std::optional<at::Generator>& generator);
+                                    const std::vector<at::Generator>& generators);
 at::Tensor diagonal_gaussian_mode(const at::Tensor& parameters);
-
-// diffusers' randn_tensor: noise of `shape` drawn on the generator's device (CPU when none),
-// then moved to `device` in `dtype`, so a CPU generator gives the same numbers on any device.
-at::Tensor randn_like_diffusers(at::IntArrayRef shape, const std::optional<at::Generator>& generator,
-                                c10::Device device, at::ScalarType dtype);
 
 }  // namespace nd

@@ -80,6 +80,9 @@ class CLIPTextModel {
   CLIPTextOutput forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& attention_mask,
                          bool output_hidden_states) const;
 
+  // The final LayerNorm alone: diffusers applies it to an earlier layer's hidden state for clip_skip.
+  at::Tensor final_layer_norm(const at::Tensor& hidden) const { return final_layer_norm_.forward(hidden); }
+
   void to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
   at::ScalarType dtype() const { return token_embedding_.weight.scalar_type(); }
   c10::Device device() const { return token_embedding_.weight.device(); }

@@ -37,3 +37,15 @@ class CLIPTextModelOutput(BaseOutput):
     last_hidden_state: Any
     hidden_states: Any
     attentions: Any
+
+
+class UNet2DConditionOutput(BaseOutput):
+    sample: Any
+
+
+class DecoderOutput(BaseOutput):
+    sample: Any
+
+
+class AutoencoderKLOutput(BaseOutput):
+    latent_dist: Any

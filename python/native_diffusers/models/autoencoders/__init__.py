@@ -1,0 +1,2 @@
+from .autoencoder_kl import AutoencoderKL
+from .vae import DiagonalGaussianDistribution

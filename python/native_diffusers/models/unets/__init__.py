@@ -1,0 +1,1 @@
+from .unet_2d_condition import UNet2DConditionModel

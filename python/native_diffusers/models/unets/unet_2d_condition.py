@@ -1,0 +1,54 @@
+"""diffusers' ``UNet2DConditionModel`` on the native engine (SD 1.x/2.x family)."""
+
+from typing import Any, Optional
+
+import torch
+
+from ... import _C
+from ...utils.outputs import UNet2DConditionOutput
+from ..modeling_utils import NativeModelMixin
+
+
+class UNet2DConditionModel(NativeModelMixin):
+    _engine_class = _C.UNet2DConditionModel
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: Any,
+        encoder_hidden_states: torch.Tensor,
+        class_labels: Optional[torch.Tensor] = None,
+        timestep_cond: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        cross_attention_kwargs: Optional[dict] = None,
+        added_cond_kwargs: Optional[dict] = None,
+        down_block_additional_residuals: Optional[tuple] = None,
+        mid_block_additional_residual: Optional[torch.Tensor] = None,
+        down_intrablock_additional_residuals: Optional[tuple] = None,
+        encoder_attention_mask: Optional[torch.Tensor] = None,
+        return_dict: bool = True,
+    ):
+        unsupported = {
+            "class_labels": class_labels,
+            "timestep_cond": timestep_cond,
+            "attention_mask": attention_mask,
+            "down_block_additional_residuals": down_block_additional_residuals,
+            "mid_block_additional_residual": mid_block_additional_residual,
+            "down_intrablock_additional_residuals": down_intrablock_additional_residuals,
+            "encoder_attention_mask": encoder_attention_mask,
+        }
+        for name, value in unsupported.items():
+            if value is not None:
+                raise NotImplementedError(f"`{name}` is not supported yet by the native UNet2DConditionModel")
+        if not isinstance(sample, torch.Tensor):
+            raise TypeError(f"sample must be a torch.Tensor, got {type(sample).__name__}")
+        if not isinstance(encoder_hidden_states, torch.Tensor):
+            raise TypeError(f"encoder_hidden_states must be a torch.Tensor, got {type(encoder_hidden_states).__name__}")
+        if not torch.is_tensor(timestep):
+            # Ref: diffusers get_time_embed: Python numbers become float32 or int64 tensors.
+            dtype = torch.float32 if isinstance(timestep, float) else torch.int64
+            timestep = torch.tensor([timestep], dtype=dtype, device=sample.device)
+        out = self._engine.forward(sample, timestep, encoder_hidden_states)
+        if not return_dict:
+            return (out,)
+        return UNet2DConditionOutput(sample=out)

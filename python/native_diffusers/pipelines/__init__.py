@@ -1,0 +1,6 @@
+from .auto_pipeline import AutoPipelineForImage2Image
+from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
+from .stable_diffusion import StableDiffusionImg2ImgPipeline
+
+# Pipelines reachable from DiffusionPipeline.from_pretrained by model_index.json's _class_name.
+PIPELINE_CLASSES = {"StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline}

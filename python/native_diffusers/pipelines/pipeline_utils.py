@@ -1,0 +1,160 @@
+"""diffusers' ``DiffusionPipeline`` surface: loading every component a checkpoint's
+``model_index.json`` names, ``components``, ``.to()``, and the progress-bar configuration. The
+components are engine-backed; the denoising loop itself runs in the engine."""
+
+import inspect
+import os
+import warnings
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..configuration_utils import FrozenDict, read_config_file
+from ..utils.hub_utils import resolve_model_path
+
+
+def _component_classes() -> Dict[str, Any]:
+    # Imported lazily: the pipeline module is imported by the package __init__.
+    from .. import models, schedulers
+
+    classes = {name: getattr(models, name) for name in ("CLIPTextModel", "CLIPTextModelWithProjection",
+                                                        "CLIPTokenizer", "UNet2DConditionModel", "AutoencoderKL")}
+    classes["CLIPTokenizerFast"] = models.CLIPTokenizer  # the same tokenizer, as transformers v5 has it
+    for name in schedulers.__all__:
+        classes[name] = getattr(schedulers, name)
+    return classes
+
+
+# Components that diffusers' checkpoints carry but that do not change the image of a
+# generation: they load as None, with a note (the safety checker only blanks flagged images).
+_SKIPPED_COMPONENTS = {"safety_checker", "feature_extractor", "image_encoder"}
+
+
+class DiffusionPipeline:
+    config_name = "model_index.json"
+    _optional_components: list = []
+
+    def __init__(self, **components):
+        self.register_modules(**components)
+
+    def register_modules(self, **modules):
+        config = dict(getattr(self, "_internal_dict", {}) or {})
+        for name, module in modules.items():
+            config[name] = (None, None) if module is None else (type(module).__module__.split(".")[0], type(module).__name__)
+            object.__setattr__(self, name, module)
+        self._internal_dict = FrozenDict(config)
+
+    @property
+    def config(self) -> FrozenDict:
+        return self._internal_dict
+
+    @classmethod
+    def _expected_components(cls):
+        params = inspect.signature(cls.__init__).parameters
+        return [n for n, p in params.items() if n != "self" and p.kind == p.POSITIONAL_OR_KEYWORD]
+
+    @property
+    def components(self) -> Dict[str, Any]:
+        return {name: getattr(self, name) for name in self._expected_components()}
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        hub_kwargs = {k: kwargs.pop(k, None) for k in ("cache_dir", "revision", "local_files_only", "token")}
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        dtype = kwargs.pop("dtype", None)
+        variant = kwargs.pop("variant", None)
+        use_safetensors = kwargs.pop("use_safetensors", None)
+        folder = resolve_model_path(pretrained_model_name_or_path, **hub_kwargs)
+        index = read_config_file(os.path.join(folder, cls.config_name))
+        pipeline_class = cls._pipeline_class_for(index, folder)
+        classes = _component_classes()
+        loaded = {}
+        for name in pipeline_class._expected_components():
+            if name in kwargs:
+                loaded[name] = kwargs.pop(name)
+                continue
+            entry = index.get(name)
+            if entry is None or not isinstance(entry, (list, tuple)) or len(entry) != 2 or entry[1] is None:
+                loaded[name] = None
+                continue
+            if name in _SKIPPED_COMPONENTS:
+                loaded[name] = None
+                continue
+            class_name = entry[1]
+            if class_name not in classes:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} has component `{name}` of class {entry[0]}.{class_name}, which "
+                    f"native_diffusers does not implement (model_index.json in {folder})."
+                )
+            component_class = classes[class_name]
+            subfolder = os.path.join(folder, name)
+            if not os.path.isdir(subfolder):
+                raise OSError(f"Error no folder named {name} found in {folder} (listed in model_index.json).")
+            if hasattr(component_class, "_engine_class"):
+                loaded[name] = component_class.from_pretrained(
+                    subfolder, torch_dtype=torch_dtype, dtype=dtype, variant=variant, use_safetensors=use_safetensors
+                )
+            else:
+                loaded[name] = component_class.from_pretrained(subfolder)
+        if kwargs:
+            warnings.warn(f"Keyword arguments {sorted(kwargs)} are not expected by {pipeline_class.__name__} and will be ignored.")
+        pipeline = pipeline_class(**loaded)
+        pipeline.name_or_path = str(pretrained_model_name_or_path)
+        return pipeline
+
+    @classmethod
+    def _pipeline_class_for(cls, index: Dict[str, Any], folder: str):
+        if cls is not DiffusionPipeline:
+            return cls
+        from . import PIPELINE_CLASSES
+
+        name = index.get("_class_name")
+        if name not in PIPELINE_CLASSES:
+            raise ValueError(f"Unknown `_class_name` {name!r} in {os.path.join(folder, cls.config_name)}.")
+        return PIPELINE_CLASSES[name]
+
+    # -- device and dtype -------------------------------------------------------------------
+    def _modules(self):
+        return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
+
+    def to(self, *args, **kwargs):
+        for module in self._modules().values():
+            module.to(*args, **kwargs)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        for module in self._modules().values():
+            return module.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for module in self._modules().values():
+            return module.dtype
+        return torch.float32
+
+    # -- progress bar -----------------------------------------------------------------------
+    def set_progress_bar_config(self, **kwargs):
+        self._progress_bar_config = kwargs
+
+    def _progress_bar_enabled(self) -> bool:
+        return not getattr(self, "_progress_bar_config", {}).get("disable", False)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={type(v).__name__ if v is not None else None}" for k, v in self.components.items())
+        return f"{type(self).__name__}({parts})"
+
+
+class ImagePipelineOutput:
+    """diffusers' ``StableDiffusionPipelineOutput``: ``.images`` and ``.nsfw_content_detected``."""
+
+    def __init__(self, images, nsfw_content_detected=None):
+        self.images = images
+        self.nsfw_content_detected = nsfw_content_detected
+
+    def __getitem__(self, index):
+        return (self.images, self.nsfw_content_detected)[index]
+
+    def __iter__(self):
+        return iter((self.images, self.nsfw_content_detected))

@@ -1,0 +1,1 @@
+from .pipeline_stable_diffusion_img2img import StableDiffusionImg2ImgPipeline, StableDiffusionPipelineOutput

@@ -1,0 +1,111 @@
+"""Parity of the native UNet2DConditionModel with diffusers on random-weight checkpoints that
+diffusers itself saves."""
+
+import json
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers", reason="diffusers is the parity oracle (test-only dependency)")
+
+import native_diffusers as nd  # noqa: E402
+from tolerances import FP32_ATOL  # noqa: E402
+
+TINY = dict(
+    block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
+)
+# SD 1.5's block structure (four blocks, cross-attention in the first three, two layers each),
+# only narrower.
+SD15_NARROW = dict(
+    block_out_channels=(32, 64, 64, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=48, attention_head_dim=8, norm_num_groups=32,
+)
+VARIANTS = {
+    "tiny": TINY,
+    "sd15_narrow": SD15_NARROW,
+    # SD 2.x style: linear projections, per-block head counts, upcast attention.
+    "linear_proj_heads_list": {**SD15_NARROW, "use_linear_projection": True, "attention_head_dim": (2, 4, 8, 8),
+                               "upcast_attention": True, "layers_per_block": 1},
+    # Inpainting UNets take 9 channels (latents + mask + masked-image latents).
+    "inpaint_9ch": {**TINY, "in_channels": 9, "only_cross_attention": True, "norm_num_groups": 16,
+                    "transformer_layers_per_block": 2},
+}
+
+
+def _save_unet(config, path, seed=0):
+    torch.manual_seed(seed)
+    model = diffusers.UNet2DConditionModel(**config).eval()
+    # Random weights everywhere: diffusers zero-initialises nothing here, but make biases non-trivial.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    model.save_pretrained(path)
+    return model
+
+
+def _inputs(config, batch=2, height=16, width=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sample = torch.randn(batch, config["in_channels"], height, width, generator=g)
+    context = torch.randn(batch, 77, config["cross_attention_dim"], generator=g)
+    return sample, context
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_unet_matches_diffusers(tmp_path, name):
+    config = VARIANTS[name]
+    ref = _save_unet(config, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)
+    sample, context = _inputs(config)
+    for t in (torch.tensor(981), torch.tensor([10, 500]), 1.5, 999):
+        with torch.no_grad():
+            expected = ref(sample, t, context).sample
+        got = ours(sample, t, context).sample
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max().item() <= FP32_ATOL, f"timestep {t}"
+
+
+def test_unet_non_square_input_needs_forward_upsample_size(tmp_path):
+    """A 96x64 image gives 12x8 latents: 12 -> 6 -> 3 -> 2 on the way down, so the up path must
+    upsample to the skips' sizes (diffusers' forward_upsample_size)."""
+    ref = _save_unet(SD15_NARROW, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)
+    sample, context = _inputs(SD15_NARROW, height=12, width=8)
+    with torch.no_grad():
+        expected = ref(sample, 500, context).sample
+    got = ours(sample, 500, context).sample
+    assert (got - expected).abs().max().item() <= FP32_ATOL
+
+
+def test_unet_return_dict_false_and_dtype(tmp_path):
+    _save_unet(TINY, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
+    assert ours.dtype == torch.bfloat16
+    sample, context = _inputs(TINY)
+    out = ours(sample.bfloat16(), 10, context.bfloat16(), return_dict=False)
+    assert isinstance(out, tuple) and out[0].dtype == torch.bfloat16 and torch.isfinite(out[0]).all()
+
+
+def test_unet_rejects_unsupported_config_and_bad_inputs(tmp_path):
+    _save_unet(TINY, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)
+    sample, context = _inputs(TINY)
+    with pytest.raises(ValueError, match="sample"):
+        ours(sample[:, :3], 10, context)
+    with pytest.raises(ValueError, match="encoder_hidden_states"):
+        ours(sample, 10, context[..., :16])
+    with pytest.raises(TypeError):
+        ours(sample.numpy(), 10, context)
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key, value, needle in [
+        ("down_block_types", ["SimpleCrossAttnDownBlock2D", "DownBlock2D"], "down_block_types\\[0\\]"),
+        ("resnet_time_scale_shift", "scale_shift", "resnet_time_scale_shift"),
+        ("attention_head_dim", 7, "attention_head_dim"),
+    ]:
+        (tmp_path / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(ValueError, match=needle):
+            nd.UNet2DConditionModel.from_pretrained(tmp_path)
