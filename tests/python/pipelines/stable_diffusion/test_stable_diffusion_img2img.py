@@ -1,0 +1,176 @@
+"""Image-for-image parity of the native StableDiffusionImg2ImgPipeline with diffusers, on a tiny
+random-weight Stable Diffusion checkpoint that diffusers itself saves, same torch.Generator seeds."""
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers", reason="diffusers is the parity oracle (test-only dependency)")
+transformers = pytest.importorskip("transformers", reason="transformers is the parity oracle (test-only dependency)")
+
+import native_diffusers as nd  # noqa: E402
+from native_diffusers.utils.clip_vocab import write_clip_vocabulary  # noqa: E402
+from tolerances import FP32_ATOL  # noqa: E402
+
+STEPS = 10  # few steps keep CPU time low; the schedule logic is what matters
+
+
+@pytest.fixture(scope="module")
+def sd_checkpoint(tmp_path_factory):
+    """SD 1.5's block structure (four UNet blocks, cross-attention in the first three, two layers
+    each), narrow; the real CLIP vocabulary; PNDM configured as SD 1.5 ships it."""
+    folder = tmp_path_factory.mktemp("tiny-sd")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        block_out_channels=(32, 64, 64, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=32, attention_head_dim=8,
+    )
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+    )
+    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=3, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ))
+    tok_dir = folder / "tok_src"
+    write_clip_vocabulary(str(tok_dir))
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(tok_dir))
+    scheduler = diffusers.PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1,
+        set_alpha_to_one=False, num_train_timesteps=1000,
+    )
+    pipe = diffusers.StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder / "ckpt")
+    return folder / "ckpt"
+
+
+@pytest.fixture(scope="module")
+def pipes(sd_checkpoint):
+    ref = diffusers.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint, safety_checker=None)
+    ref.set_progress_bar_config(disable=True)
+    ours = nd.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint)
+    ours.set_progress_bar_config(disable=True)
+    return ref, ours
+
+
+def _image(width=32, height=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return PIL.Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def _run_both(pipes, **kwargs):
+    ref, ours = pipes
+    seed = kwargs.pop("seed", 0)
+    n_gen = kwargs.pop("generator_count", None)
+
+    def gen():
+        if n_gen is None:
+            return torch.Generator().manual_seed(seed)
+        return [torch.Generator().manual_seed(seed + i) for i in range(n_gen)]
+
+    kwargs.setdefault("num_inference_steps", STEPS)
+    kwargs.setdefault("output_type", "np")
+    expected = ref(generator=gen(), **kwargs).images
+    got = ours(generator=gen(), **kwargs).images
+    return np.asarray(got), np.asarray(expected)
+
+
+CASES = {
+    "strength_0.3": dict(strength=0.3),
+    "strength_0.8": dict(strength=0.8),
+    "strength_1.0": dict(strength=1.0),
+    "guidance_1.0": dict(guidance_scale=1.0),
+    "negative_prompt": dict(negative_prompt="blurry, low quality"),
+    "num_images_per_prompt_2": dict(num_images_per_prompt=2),
+    "two_prompts": dict(prompt=["a cat", "a dog on the moon"], negative_prompt=["", "ugly"]),
+    "generator_list": dict(prompt=["a cat", "a dog"], generator_count=2),
+    "clip_skip": dict(clip_skip=1),
+    "strength_0.58_truncation": dict(strength=0.58, num_inference_steps=50),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_img2img_matches_diffusers(pipes, case):
+    kwargs = dict(prompt="a photo of an astronaut", image=_image())
+    kwargs.update(CASES[case])
+    got, expected = _run_both(pipes, **kwargs)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= FP32_ATOL
+
+
+def test_non_square_input(pipes):
+    got, expected = _run_both(pipes, prompt="a cat", image=_image(width=48, height=32, seed=3))
+    assert got.shape == expected.shape == (1, 32, 48, 3)
+    assert np.abs(got - expected).max() <= FP32_ATOL
+
+
+def test_prompt_embeds_and_latents_in_and_out(pipes):
+    ref, ours = pipes
+    ids = ref.tokenizer(["a red car"], padding="max_length", max_length=77, truncation=True,
+                        return_tensors="pt").input_ids
+    with torch.no_grad():
+        embeds = ref.text_encoder(ids)[0]
+    got, expected = _run_both(pipes, prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds),
+                              image=_image())
+    assert np.abs(got - expected).max() <= FP32_ATOL
+
+    # latents out of one call feed the next (the guide's chaining)
+    latents_ref = ref(prompt="a cat", image=_image(), output_type="latent", num_inference_steps=STEPS,
+                      generator=torch.Generator().manual_seed(1)).images
+    latents_ours = ours(prompt="a cat", image=_image(), output_type="latent", num_inference_steps=STEPS,
+                        generator=torch.Generator().manual_seed(1)).images
+    assert (latents_ours - latents_ref).abs().max() <= FP32_ATOL
+    got, expected = _run_both(pipes, prompt="a dog", image=latents_ref, strength=0.5)
+    assert np.abs(got - expected).max() <= FP32_ATOL
+
+
+def test_output_types(pipes):
+    _, ours = pipes
+    kwargs = dict(prompt="a cat", image=_image(), num_inference_steps=3)
+    pil = ours(generator=torch.Generator().manual_seed(0), **kwargs).images[0]
+    assert isinstance(pil, PIL.Image.Image) and pil.size == (32, 32)
+    pt = ours(generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
+    assert isinstance(pt, torch.Tensor) and pt.shape == (1, 3, 32, 32)
+    images, nsfw = ours(generator=torch.Generator().manual_seed(0), return_dict=False, **kwargs)
+    assert nsfw is None and len(images) == 1
+
+
+def test_callback_on_step_end_sees_each_step(pipes):
+    _, ours = pipes
+    seen = []
+
+    def callback(pipe, step, timestep, callback_kwargs):
+        seen.append((step, int(timestep)))
+        return {"latents": callback_kwargs["latents"]}
+
+    ours(prompt="a cat", image=_image(), num_inference_steps=STEPS, strength=0.5, callback_on_step_end=callback)
+    assert [s for s, _ in seen] == list(range(len(seen))) and len(seen) == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(strength=1.5), ValueError, "strength should in"),
+        (dict(prompt_embeds=torch.zeros(1, 77, 32)), ValueError, "Cannot forward both `prompt`"),
+        (dict(prompt=None), ValueError, "Provide either `prompt` or `prompt_embeds`"),
+        (dict(prompt=3), ValueError, "has to be of type `str` or `list`"),
+        (dict(negative_prompt=["a", "b"]), TypeError, "should be the same type"),
+        (dict(prompt=["a"], negative_prompt=["a", "b"]), ValueError, "has batch size"),
+        (dict(generator=[torch.Generator(), torch.Generator()]), ValueError, "list of generators of length 2"),
+        (dict(callback_on_step_end_tensor_inputs=["noise"]), ValueError, "callback_on_step_end_tensor_inputs"),
+        (dict(image=None), ValueError, "image"),
+        (dict(image="not an image"), ValueError, "incorrect format"),
+    ],
+)
+def test_bad_inputs_raise_diffusers_errors(pipes, kwargs, error, match):
+    _, ours = pipes
+    call = dict(prompt="a cat", image=_image(), num_inference_steps=2)
+    call.update(kwargs)
+    with pytest.raises(error, match=match):
+        ours(**call)
