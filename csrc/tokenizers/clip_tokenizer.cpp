@@ -420,8 +420,8 @@ CLIPTokenizer::CLIPTokenizer(Vocab vocab, const Merges& merges, CLIPSpecialToken
     }
     const uint64_t key =
         (static_cast<uint64_t>(ia->second) << 32) | static_cast<uint64_t>(ib->second);
-    // A repeated pair keeps its first (best) rank, as tokenizers' merge map does.
-    merges_.emplace(key, std::make_pair(static_cast<int64_t>(rank), im->second));
+    // A repeated pair takes its last rank: tokenizers collects the merges into a hash map.
+    merges_[key] = std::make_pair(static_cast<int64_t>(rank), im->second);
   }
   // transformers adds the saved added tokens, then each named special token not already among
   // them; tokenizers lets a later entry with the same content replace the earlier one's flags.

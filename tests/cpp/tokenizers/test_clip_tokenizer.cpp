@@ -45,6 +45,14 @@ TEST(CLIPTokenizerTest, MergesApplyByRank) {
   EXPECT_EQ(tok.encode("a b c"), (Ids{3, 4, 5}));
 }
 
+TEST(CLIPTokenizerTest, RepeatedMergeTakesItsLastRank) {
+  const CLIPTokenizer once(toy_vocab(), {{"a", "b"}, {"b", "c</w>"}});
+  EXPECT_EQ(once.encode("abc"), (Ids{6, 5}));
+  // Checked against transformers: the repeat demotes "a b" below "b c</w>".
+  const CLIPTokenizer twice(toy_vocab(), {{"a", "b"}, {"b", "c</w>"}, {"a", "b"}});
+  EXPECT_EQ(twice.encode("abc"), (Ids{0, 15}));
+}
+
 TEST(CLIPTokenizerTest, NormalizesCaseAndWhitespace) {
   const CLIPTokenizer tok = toy();
   EXPECT_EQ(tok.encode("  AB\t\n\u3000C  "), (Ids{7, 5}));
