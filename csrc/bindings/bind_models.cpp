@@ -20,8 +20,9 @@ using TensorMap = std::map<std::string, at::Tensor>;
 // Every engine model loads the same two ways: from safetensors files (read in C++, zero-copy)
 // or from a state dict Python read out of .bin files with torch.load(weights_only=True).
 // `Build(config_json, state_dict, origin, dtype)` constructs the model.
-template <typename Model, typename Build>
-void def_loaders(py::class_<Model, std::shared_ptr<Model>>& cls, Build build) {
+template <typename Class, typename Build>
+void def_loaders(Class& cls, Build build) {
+  using Model = typename Class::type;
   cls.def_static(
          "from_safetensors",
          [build](const std::string& config_path, const std::vector<std::string>& files,

@@ -51,7 +51,7 @@ std::optional<bool> to_truncation(const py::object& truncation) {
 }  // namespace
 
 void bind_tokenizers(py::module_& m) {
-  py::class_<CLIPTokenizer>(m, "CLIPTokenizer")
+  py::class_<CLIPTokenizer, std::shared_ptr<CLIPTokenizer>>(m, "CLIPTokenizer")
       .def_static("from_folder", &CLIPTokenizer::from_folder, py::arg("path"),
                   py::call_guard<py::gil_scoped_release>())
       .def(py::init([](const CLIPTokenizer::Vocab& vocab,

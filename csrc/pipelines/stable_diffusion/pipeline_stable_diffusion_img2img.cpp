@@ -153,8 +153,11 @@ at::Tensor StableDiffusionImg2ImgPipeline::run(const StableDiffusionImg2ImgReque
   const int64_t batch_size = prompt_embeds.size(0);  // already × num_images_per_prompt
 
   // 5. set timesteps, then cut the schedule by strength
-  scheduler_->set_timesteps(r.num_inference_steps, device, r.timesteps, r.sigmas);
-  const int64_t num_steps = scheduler_->num_inference_steps();
+  // Ref: diffusers retrieve_timesteps: a custom schedule's length replaces num_inference_steps.
+  const bool custom_schedule = !r.timesteps.empty() || !r.sigmas.empty();
+  scheduler_->set_timesteps(custom_schedule ? std::nullopt : std::optional<int64_t>(r.num_inference_steps),
+                            device, r.timesteps, r.sigmas);
+  const int64_t num_steps = custom_schedule ? scheduler_->timesteps().size(0) : r.num_inference_steps;
   // Ref: diffusers get_timesteps: int() truncates the float product (50 * 0.58 -> 28).
   const int64_t init_timestep = std::min(static_cast<int64_t>(static_cast<double>(num_steps) * r.strength), num_steps);
   const int64_t t_start = std::max<int64_t>(num_steps - init_timestep, 0);

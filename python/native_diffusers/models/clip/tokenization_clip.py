@@ -94,8 +94,8 @@ class CLIPTokenizer:
 
     model_input_names = ["input_ids", "attention_mask"]
 
-    def __init__(self, backend: "_C.CLIPTokenizer", name_or_path: str = ""):
-        self._backend = backend
+    def __init__(self, engine: "_C.CLIPTokenizer", name_or_path: str = ""):
+        self._engine = engine
         self.name_or_path = name_or_path
 
     @classmethod
@@ -114,28 +114,28 @@ class CLIPTokenizer:
     # ---- special tokens and sizes ----
     @property
     def model_max_length(self) -> int:
-        value = self._backend.model_max_length
+        value = self._engine.model_max_length
         return VERY_LARGE_INTEGER if value is None else value
 
     @model_max_length.setter
     def model_max_length(self, value: int):
         # transformers treats anything above LARGE_INTEGER (1e20) as "no limit".
-        self._backend.model_max_length = None if value is None or value > int(1e20) else int(value)
+        self._engine.model_max_length = None if value is None or value > int(1e20) else int(value)
 
-    bos_token = property(lambda self: self._backend.bos_token)
-    eos_token = property(lambda self: self._backend.eos_token)
-    unk_token = property(lambda self: self._backend.unk_token)
-    pad_token = property(lambda self: self._backend.pad_token)
-    bos_token_id = property(lambda self: self._backend.bos_token_id)
-    eos_token_id = property(lambda self: self._backend.eos_token_id)
-    unk_token_id = property(lambda self: self._backend.unk_token_id)
-    pad_token_id = property(lambda self: self._backend.pad_token_id)
-    vocab_size = property(lambda self: self._backend.vocab_size)
-    padding_side = property(lambda self: self._backend.padding_side)
-    truncation_side = property(lambda self: self._backend.truncation_side)
+    bos_token = property(lambda self: self._engine.bos_token)
+    eos_token = property(lambda self: self._engine.eos_token)
+    unk_token = property(lambda self: self._engine.unk_token)
+    pad_token = property(lambda self: self._engine.pad_token)
+    bos_token_id = property(lambda self: self._engine.bos_token_id)
+    eos_token_id = property(lambda self: self._engine.eos_token_id)
+    unk_token_id = property(lambda self: self._engine.unk_token_id)
+    pad_token_id = property(lambda self: self._engine.pad_token_id)
+    vocab_size = property(lambda self: self._engine.vocab_size)
+    padding_side = property(lambda self: self._engine.padding_side)
+    truncation_side = property(lambda self: self._engine.truncation_side)
 
     def __len__(self) -> int:
-        return len(self._backend)
+        return len(self._engine)
 
     def __repr__(self) -> str:
         return (
@@ -158,7 +158,7 @@ class CLIPTokenizer:
             raise ValueError("You need to specify either `text` or `text_target`.")
         batched = _check_text(text)
         texts = list(text) if batched else [text]
-        input_ids, attention_mask = self._backend(
+        input_ids, attention_mask = self._engine(
             texts, padding=padding, truncation=truncation, max_length=max_length, add_special_tokens=add_special_tokens
         )
         if not batched and return_tensors is None:
@@ -192,13 +192,13 @@ class CLIPTokenizer:
 
     def convert_ids_to_tokens(self, ids):
         if isinstance(ids, int):
-            return self._backend.id_to_token(ids)
-        return [self._backend.id_to_token(int(i)) for i in ids]
+            return self._engine.id_to_token(ids)
+        return [self._engine.id_to_token(int(i)) for i in ids]
 
     def convert_tokens_to_ids(self, tokens):
         if isinstance(tokens, str):
-            return self._backend.token_to_id(tokens)
-        return [self._backend.token_to_id(t) for t in tokens]
+            return self._engine.token_to_id(tokens)
+        return [self._engine.token_to_id(t) for t in tokens]
 
     # ---- decoding ----
     def decode(self, token_ids, skip_special_tokens: bool = False, **kwargs) -> str:
@@ -206,7 +206,7 @@ class CLIPTokenizer:
             token_ids = token_ids.tolist()
         if isinstance(token_ids, int):
             token_ids = [token_ids]
-        return self._backend.decode([int(i) for i in token_ids], skip_special_tokens=skip_special_tokens)
+        return self._engine.decode([int(i) for i in token_ids], skip_special_tokens=skip_special_tokens)
 
     def batch_decode(self, sequences, skip_special_tokens: bool = False, **kwargs) -> List[str]:
         if hasattr(sequences, "tolist"):
