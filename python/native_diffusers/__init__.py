@@ -8,11 +8,23 @@ import torch  # noqa: F401  (loads libtorch before the extension that links agai
 
 from . import _C
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
+from .schedulers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+)
 
 __all__ = [
     "AutoencoderKL",
     "CLIPTextModel",
     "CLIPTextModelWithProjection",
     "CLIPTokenizer",
+    "DDIMScheduler",
+    "DPMSolverMultistepScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "EulerDiscreteScheduler",
+    "PNDMScheduler",
     "UNet2DConditionModel",
 ]

@@ -1,0 +1,16 @@
+"""diffusers' schedulers, computed by the C++ engine (``csrc/schedulers``)."""
+
+from .scheduling_ddim import DDIMScheduler
+from .scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
+from .scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
+from .scheduling_euler_discrete import EulerDiscreteScheduler
+from .scheduling_pndm import PNDMScheduler
+from .scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin, SchedulerOutput
+
+__all__ = [
+    "DDIMScheduler",
+    "DPMSolverMultistepScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "EulerDiscreteScheduler",
+    "PNDMScheduler",
+]
