@@ -48,7 +48,8 @@ bool is_dir(const fs::path& p) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // A name that stays inside its folder: no separators, no "." or "..", no NUL (which the OS would
@@ -104,7 +105,8 @@ const Candidate* first_present(const fs::path& dir, const std::vector<Candidate>
 
 }  // namespace
 
-std::string add_variant(const std::string& weights_name, const std::optional<std::string>& variant) {
+std::string add_variant(const std::string& weights_name,
+                        const std::optional<std::string>& variant) {
   if (!variant) return weights_name;
   // Ref: diffusers utils/hub_utils.py _add_variant — the variant goes before the last extension.
   const std::size_t dot = weights_name.rfind('.');
@@ -112,14 +114,17 @@ std::string add_variant(const std::string& weights_name, const std::optional<std
   return weights_name.substr(0, dot) + "." + *variant + weights_name.substr(dot);
 }
 
-std::vector<std::string> read_shard_index(const std::string& index_path, WeightFiles::Format format) {
+std::vector<std::string> read_shard_index(const std::string& index_path,
+                                          WeightFiles::Format format) {
   const Json index = read_json(index_path);
-  if (!index.is_object()) throw ValueError("checkpoint index '" + index_path + "' is not a JSON object");
+  if (!index.is_object())
+    throw ValueError("checkpoint index '" + index_path + "' is not a JSON object");
   const auto map_it = index.find("weight_map");
   if (map_it == index.end() || !map_it->is_object()) {
     throw ValueError("checkpoint index '" + index_path + "' has no weight_map object");
   }
-  if (map_it->empty()) throw ValueError("checkpoint index '" + index_path + "' has an empty weight_map");
+  if (map_it->empty())
+    throw ValueError("checkpoint index '" + index_path + "' has an empty weight_map");
   const std::string extension = format == WeightFiles::Safetensors ? ".safetensors" : ".bin";
   const fs::path folder = fs::path(index_path).parent_path();
   std::set<std::string> shards;
@@ -135,7 +140,8 @@ std::vector<std::string> read_shard_index(const std::string& index_path, WeightF
     // Ref: diffusers _get_checkpoint_shard_files rejects names that would leave the folder.
     if (!is_plain_file_name(shard)) {
       throw ValueError("the shard filename " + shown(shard) + " in the checkpoint index '" +
-                       index_path + "' contains a path separator or a parent-directory reference; shard "
+                       index_path +
+                       "' contains a path separator or a parent-directory reference; shard "
                        "filenames must be plain filenames located in the model directory");
     }
     if (!ends_with(shard, extension)) {
@@ -174,13 +180,14 @@ WeightFiles find_weight_files(const std::string& component_dir,
     WeightFiles out;
     out.format = found->format;
     const std::string path = (dir / found->name).string();
-    out.files = found->sharded ? read_shard_index(path, found->format) : std::vector<std::string>{path};
+    out.files =
+        found->sharded ? read_shard_index(path, found->format) : std::vector<std::string>{path};
     return out;
   }
 
   // Nothing usable: say why in the terms a diffusers user knows.
-  std::string message = "Error no file named " + join_names(looked_for) + " found in directory " +
-                        component_dir;
+  std::string message =
+      "Error no file named " + join_names(looked_for) + " found in directory " + component_dir;
   if (use_safetensors.value_or(false)) {
     const std::vector<Candidate> bins = candidates(WeightFiles::PickleBin, variant);
     if (const Candidate* bin = first_present(dir, bins)) {
@@ -208,7 +215,8 @@ ModelIndex read_model_index(const std::string& checkpoint_dir) {
   ModelIndex out;
   out.raw = read_json(path.string());
   const std::string origin = path.string();
-  if (!out.raw.is_object()) throw ValueError("expected a JSON object at the top of '" + origin + "'");
+  if (!out.raw.is_object())
+    throw ValueError("expected a JSON object at the top of '" + origin + "'");
   const auto class_it = out.raw.find("_class_name");
   if (class_it == out.raw.end() || !class_it->is_string() || class_it->get<std::string>().empty()) {
     throw ValueError("missing required key '_class_name' (a pipeline class name) in " + origin);
@@ -227,8 +235,8 @@ ModelIndex read_model_index(const std::string& checkpoint_dir) {
     if (pair && value[0].is_null() && value[1].is_null()) {
       out.null_components.push_back(name);
     } else if (pair && value[0].is_string() && value[1].is_string()) {
-      out.components.emplace(name,
-                             std::make_pair(value[0].get<std::string>(), value[1].get<std::string>()));
+      out.components.emplace(
+          name, std::make_pair(value[0].get<std::string>(), value[1].get<std::string>()));
     } else {
       std::string got = value.dump(-1, ' ', false, Json::error_handler_t::replace);
       if (got.size() > 80) got = got.substr(0, 77) + "...";

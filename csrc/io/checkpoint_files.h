@@ -41,7 +41,8 @@ WeightFiles find_weight_files(const std::string& component_dir,
 
 // Shards named by a *.index.json weight_map, each checked to be a plain file name that exists
 // beside the index and carries the format's extension. Returns full paths, unique and sorted.
-std::vector<std::string> read_shard_index(const std::string& index_path, WeightFiles::Format format);
+std::vector<std::string> read_shard_index(const std::string& index_path,
+                                          WeightFiles::Format format);
 
 struct ModelIndex {
   std::string class_name;         // "_class_name", e.g. "StableDiffusionPipeline"

@@ -37,8 +37,8 @@ std::string expand_vars(const std::string& path) {
     const bool braced = i + 1 < path.size() && path[i + 1] == '{';
     std::size_t start = i + (braced ? 2 : 1);
     std::size_t stop = start;
-    while (stop < path.size() && (std::isalnum(static_cast<unsigned char>(path[stop])) ||
-                                  path[stop] == '_')) {
+    while (stop < path.size() &&
+           (std::isalnum(static_cast<unsigned char>(path[stop])) || path[stop] == '_')) {
       ++stop;
     }
     const bool closed = !braced || (stop < path.size() && path[stop] == '}');
@@ -60,7 +60,8 @@ std::string expand(const std::string& path) { return expand_vars(expand_user(pat
 bool is_hex40(const std::string& s) {
   if (s.size() != 40) return false;
   for (char c : s) {
-    if (!std::isxdigit(static_cast<unsigned char>(c)) || std::isupper(static_cast<unsigned char>(c))) {
+    if (!std::isxdigit(static_cast<unsigned char>(c)) ||
+        std::isupper(static_cast<unsigned char>(c))) {
       return false;
     }
   }
@@ -85,7 +86,8 @@ void validate_revision(const std::string& revision) {
 bool valid_repo_part(const std::string& part) {
   if (part.empty() || part.size() > 96) return false;
   for (char c : part) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return false;
   }
   // REPO_ID_REGEX's word boundaries: the part starts and ends with [A-Za-z0-9_].
   const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
@@ -102,7 +104,8 @@ std::vector<std::string> hf_cache_roots() {
   if (auto v = env("XDG_CACHE_HOME")) {
     return {(fs::path(expand(*v)) / "huggingface" / "hub").string()};
   }
-  if (auto home = env("HOME")) return {(fs::path(*home) / ".cache" / "huggingface" / "hub").string()};
+  if (auto home = env("HOME"))
+    return {(fs::path(*home) / ".cache" / "huggingface" / "hub").string()};
   return {};
 }
 

@@ -9,10 +9,9 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "core/errors.h"
 
@@ -28,10 +27,10 @@ struct DTypeEntry {
 };
 
 constexpr DTypeEntry kDTypes[] = {
-    {DType::BOOL, "BOOL", 1}, {DType::U8, "U8", 1},     {DType::I8, "I8", 1},
-    {DType::I16, "I16", 2},   {DType::U16, "U16", 2},   {DType::F16, "F16", 2},
-    {DType::BF16, "BF16", 2}, {DType::I32, "I32", 4},   {DType::U32, "U32", 4},
-    {DType::F32, "F32", 4},   {DType::F64, "F64", 8},   {DType::I64, "I64", 8},
+    {DType::BOOL, "BOOL", 1}, {DType::U8, "U8", 1},           {DType::I8, "I8", 1},
+    {DType::I16, "I16", 2},   {DType::U16, "U16", 2},         {DType::F16, "F16", 2},
+    {DType::BF16, "BF16", 2}, {DType::I32, "I32", 4},         {DType::U32, "U32", 4},
+    {DType::F32, "F32", 4},   {DType::F64, "F64", 8},         {DType::I64, "I64", 8},
     {DType::U64, "U64", 8},   {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1},
 };
 
@@ -83,7 +82,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (fd < 0) {
     throw OSError("cannot open safetensors file '" + path + "': " + std::strerror(errno));
   }
-  struct stat st {};
+  struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     throw OSError("cannot read safetensors file '" + path + "': not a regular file");
@@ -109,7 +108,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   return file;
 }
 
-std::shared_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::string bytes, std::string origin) {
+std::shared_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::string bytes,
+                                                             std::string origin) {
   std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = std::move(origin);
   file->owned_ = std::move(bytes);
@@ -186,7 +186,8 @@ void SafetensorsFile::parse() {
       if (!entry.is_object()) fail("__metadata__ is not an object");
       for (auto m = entry.begin(); m != entry.end(); ++m) {
         if (!m.value().is_string()) {
-          fail("__metadata__ value for " + shown(m.key()) + " is not a string: " + excerpt(m.value()));
+          fail("__metadata__ value for " + shown(m.key()) +
+               " is not a string: " + excerpt(m.value()));
         }
         metadata_.emplace(m.key(), m.value().get<std::string>());
       }

@@ -13,7 +13,23 @@
 namespace nd::io {
 
 // The dtype strings safetensors writes; anything else in a header is rejected.
-enum class DType { BOOL, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64, F8_E4M3, F8_E5M2 };
+enum class DType {
+  BOOL,
+  U8,
+  I8,
+  I16,
+  U16,
+  F16,
+  BF16,
+  I32,
+  U32,
+  F32,
+  F64,
+  I64,
+  U64,
+  F8_E4M3,
+  F8_E5M2
+};
 
 std::size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);
@@ -59,12 +75,12 @@ class SafetensorsFile {
   [[noreturn]] void fail(const std::string& problem) const;
 
   std::string path_;
-  std::string owned_;          // from_bytes keeps its buffer here
-  void* mapping_ = nullptr;    // open() keeps its mmap here
+  std::string owned_;        // from_bytes keeps its buffer here
+  void* mapping_ = nullptr;  // open() keeps its mmap here
   std::size_t mapping_size_ = 0;
   const uint8_t* bytes_ = nullptr;
   uint64_t size_ = 0;
-  uint64_t data_start_ = 0;    // 8 + header length
+  uint64_t data_start_ = 0;  // 8 + header length
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
 };

@@ -1,11 +1,10 @@
-#include "io/checkpoint_files.h"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "core/errors.h"
+#include "io/checkpoint_files.h"
 
 namespace nd::io {
 namespace {
@@ -169,9 +168,9 @@ TEST_F(CheckpointFiles, IndexRejectsShardNamesThatLeaveTheFolder) {
 
 TEST_F(CheckpointFiles, IndexRejectsMalformedContent) {
   const std::string index = "diffusion_pytorch_model.safetensors.index.json";
-  for (const char* text : {"[]", "{}", R"({"weight_map": []})", R"({"weight_map": {}})",
-                           R"({"weight_map": {"x": 3}})", R"({"weight_map": {"x": "a.bin"}})",
-                           R"({"weight_map": {"x": 1e400}})", "{not json"}) {
+  for (const char* text :
+       {"[]", "{}", R"({"weight_map": []})", R"({"weight_map": {}})", R"({"weight_map": {"x": 3}})",
+        R"({"weight_map": {"x": "a.bin"}})", R"({"weight_map": {"x": 1e400}})", "{not json"}) {
     touch(index, text);
     const std::string msg = error_of<ValueError>(std::nullopt, std::nullopt);
     EXPECT_TRUE(contains(msg, index)) << text << ": " << msg;
@@ -202,11 +201,11 @@ TEST_F(CheckpointFiles, ReadsModelIndex) {
 
 TEST_F(CheckpointFiles, ModelIndexErrors) {
   EXPECT_THROW(read_model_index(dir()), OSError);
-  for (const char* text : {"[]", R"({"unet": ["diffusers", "UNet2DConditionModel"]})",
-                           R"({"_class_name": 3})",
-                           R"({"_class_name": "P", "unet": ["diffusers"]})",
-                           R"({"_class_name": "P", "unet": ["diffusers", null]})",
-                           R"({"_class_name": "P", "unet": [1, 2]})", "{"}) {
+  for (const char* text :
+       {"[]", R"({"unet": ["diffusers", "UNet2DConditionModel"]})", R"({"_class_name": 3})",
+        R"({"_class_name": "P", "unet": ["diffusers"]})",
+        R"({"_class_name": "P", "unet": ["diffusers", null]})",
+        R"({"_class_name": "P", "unet": [1, 2]})", "{"}) {
     touch("model_index.json", text);
     try {
       read_model_index(dir());

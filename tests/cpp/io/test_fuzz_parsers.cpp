@@ -22,12 +22,11 @@ std::string with_length(const std::string& header, const std::string& data) {
 }
 
 std::string valid_safetensors() {
-  const std::string header =
-      R"({"__metadata__":{"format":"pt"},)"
-      R"("a.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
-      R"("b.bias":{"dtype":"F16","shape":[4],"data_offsets":[24,32]},)"
-      R"("c":{"dtype":"I64","shape":[],"data_offsets":[32,40]},)"
-      R"("empty":{"dtype":"BF16","shape":[0,7],"data_offsets":[40,40]}})";
+  const std::string header = R"({"__metadata__":{"format":"pt"},)"
+                             R"("a.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
+                             R"("b.bias":{"dtype":"F16","shape":[4],"data_offsets":[24,32]},)"
+                             R"("c":{"dtype":"I64","shape":[],"data_offsets":[32,40]},)"
+                             R"("empty":{"dtype":"BF16","shape":[0,7],"data_offsets":[40,40]}})";
   std::string data(40, '\0');
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7);
   return with_length(header, data);
@@ -36,9 +35,24 @@ std::string valid_safetensors() {
 // One random edit of the kinds that real corruption and hostile files produce.
 std::string mutate(std::string s, std::mt19937_64& rng) {
   auto pick = [&](std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(rng() % n); };
-  static const char* const kTokens[] = {"-1", "18446744073709551615", "9223372036854775807",
-                                        "1e400", "[", "]", "{", "}", "\"", ",", ":", "null",
-                                        "\"F8_E4M3\"", "\"U64\"", "0", "[0,0]", "\\u0000", "  "};
+  static const char* const kTokens[] = {"-1",
+                                        "18446744073709551615",
+                                        "9223372036854775807",
+                                        "1e400",
+                                        "[",
+                                        "]",
+                                        "{",
+                                        "}",
+                                        "\"",
+                                        ",",
+                                        ":",
+                                        "null",
+                                        "\"F8_E4M3\"",
+                                        "\"U64\"",
+                                        "0",
+                                        "[0,0]",
+                                        "\\u0000",
+                                        "  "};
   switch (rng() % 8) {
     case 0:  // bit flip
       if (!s.empty()) s[pick(s.size())] ^= static_cast<char>(1u << (rng() % 8));

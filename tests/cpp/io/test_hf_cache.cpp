@@ -1,5 +1,3 @@
-#include "io/hf_cache.h"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -8,6 +6,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "io/hf_cache.h"
 
 namespace nd::io {
 namespace {

@@ -1,5 +1,3 @@
-#include "io/safetensors.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -8,6 +6,7 @@
 #include <optional>
 
 #include "core/errors.h"
+#include "io/safetensors.h"
 
 namespace nd::io {
 namespace {
@@ -81,21 +80,23 @@ TEST(Safetensors, RejectsUnknownOrMissingDtype) {
 
 TEST(Safetensors, RejectsShapeThatIsNotAListOfNonNegativeInts) {
   for (const char* shape : {"3", "[-1]", "[1.5]", "[\"2\"]", "null", "[2, 9223372036854775808]"}) {
-    expect_rejected(
-        one_tensor(std::string(R"({"dtype": "U8", "data_offsets": [0, 2], "shape": )") + shape + "}",
-                   "xx"),
-        "shape");
+    expect_rejected(one_tensor(std::string(R"({"dtype": "U8", "data_offsets": [0, 2], "shape": )") +
+                                   shape + "}",
+                               "xx"),
+                    "shape");
   }
   expect_rejected(one_tensor(R"({"dtype": "U8", "data_offsets": [0, 2]})", "xx"), "shape");
 }
 
 TEST(Safetensors, RejectsElementCountOverflow) {
   expect_rejected(one_tensor(R"({"dtype": "F64", "shape": [4294967296, 4294967296],
-                                 "data_offsets": [0, 0]})", ""),
+                                 "data_offsets": [0, 0]})",
+                             ""),
                   "too many elements");
   // Fits in uint64 as elements, but not once multiplied by the 8-byte dtype size.
   expect_rejected(one_tensor(R"({"dtype": "F64", "shape": [3, 1152921504606846976],
-                                 "data_offsets": [0, 0]})", ""),
+                                 "data_offsets": [0, 0]})",
+                             ""),
                   "too many elements");
 }
 
@@ -147,7 +148,8 @@ TEST(Safetensors, RejectsDuplicateNames) {
 }
 
 TEST(Safetensors, RejectsMetadataThatIsNotStrings) {
-  expect_rejected(file_bytes(R"({"__metadata__": {"format": 1}})"), "__metadata__ value for 'format'");
+  expect_rejected(file_bytes(R"({"__metadata__": {"format": 1}})"),
+                  "__metadata__ value for 'format'");
   expect_rejected(file_bytes(R"({"__metadata__": [1]})"), "__metadata__ is not an object");
 }
 
@@ -167,10 +169,10 @@ struct DTypeCase {
 
 TEST(Safetensors, AcceptsEveryDtypeWithItsSize) {
   const DTypeCase cases[] = {
-      {"BOOL", DType::BOOL, 1}, {"U8", DType::U8, 1},     {"I8", DType::I8, 1},
-      {"I16", DType::I16, 2},   {"U16", DType::U16, 2},   {"F16", DType::F16, 2},
-      {"BF16", DType::BF16, 2}, {"I32", DType::I32, 4},   {"U32", DType::U32, 4},
-      {"F32", DType::F32, 4},   {"F64", DType::F64, 8},   {"I64", DType::I64, 8},
+      {"BOOL", DType::BOOL, 1}, {"U8", DType::U8, 1},           {"I8", DType::I8, 1},
+      {"I16", DType::I16, 2},   {"U16", DType::U16, 2},         {"F16", DType::F16, 2},
+      {"BF16", DType::BF16, 2}, {"I32", DType::I32, 4},         {"U32", DType::U32, 4},
+      {"F32", DType::F32, 4},   {"F64", DType::F64, 8},         {"I64", DType::I64, 8},
       {"U64", DType::U64, 8},   {"F8_E4M3", DType::F8_E4M3, 1}, {"F8_E5M2", DType::F8_E5M2, 1},
   };
   for (const DTypeCase& c : cases) {
