@@ -15,16 +15,28 @@ from .schedulers import (
     EulerDiscreteScheduler,
     PNDMScheduler,
 )
+from .pipelines import (
+    AutoPipelineForImage2Image,
+    DiffusionPipeline,
+    ImagePipelineOutput,
+    StableDiffusionImg2ImgPipeline,
+)
+from .image_processor import VaeImageProcessor
 
 __all__ = [
+    "AutoPipelineForImage2Image",
     "AutoencoderKL",
     "CLIPTextModel",
     "CLIPTextModelWithProjection",
     "CLIPTokenizer",
     "DDIMScheduler",
+    "DiffusionPipeline",
     "DPMSolverMultistepScheduler",
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
+    "ImagePipelineOutput",
     "PNDMScheduler",
+    "StableDiffusionImg2ImgPipeline",
     "UNet2DConditionModel",
+    "VaeImageProcessor",
 ]

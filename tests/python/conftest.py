@@ -10,6 +10,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# The real CLIP vocabulary, extracted by scripts/setup.sh.
+os.environ.setdefault(
+    "ND_CLIP_BPE_PATH", os.path.join(os.path.dirname(__file__), "..", "data", "bpe_simple_vocab_16e6.txt.gz")
+)
 
 
 def pytest_configure(config):

@@ -9,7 +9,7 @@ import os
 from typing import Dict, List, Optional
 
 _DEFAULT_BPE = os.path.join(
-    os.path.dirname(__file__), "..", "..", "..", "tests", "data", "bpe_simple_vocab_16e6.txt.gz"
+    os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "tests", "data", "bpe_simple_vocab_16e6.txt.gz"
 )
 
 

@@ -90,7 +90,6 @@ CASES = {
     "num_images_per_prompt_2": dict(num_images_per_prompt=2),
     "two_prompts": dict(prompt=["a cat", "a dog on the moon"], negative_prompt=["", "ugly"]),
     "generator_list": dict(prompt=["a cat", "a dog"], generator_count=2),
-    "clip_skip": dict(clip_skip=1),
     "strength_0.58_truncation": dict(strength=0.58, num_inference_steps=50),
 }
 
@@ -101,6 +100,24 @@ def test_img2img_matches_diffusers(pipes, case):
     kwargs.update(CASES[case])
     got, expected = _run_both(pipes, **kwargs)
     assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= FP32_ATOL
+
+
+def test_clip_skip_matches_diffusers_encode_prompt_math(pipes):
+    """diffusers 0.40's clip_skip path reads text_encoder.text_model, which transformers 5's
+    CLIPTextModel no longer has, so the reference pipeline cannot run it; feed it the embeddings its
+    encode_prompt would compute (hidden_states[-(clip_skip + 1)] through the final LayerNorm)."""
+    ref, ours = pipes
+    clip_skip = 1
+    ids = ref.tokenizer(["a photo of an astronaut"], padding="max_length", max_length=77, truncation=True,
+                        return_tensors="pt").input_ids
+    with torch.no_grad():
+        hidden = ref.text_encoder(ids, output_hidden_states=True).hidden_states[-(clip_skip + 1)]
+        embeds = ref.text_encoder.final_layer_norm(hidden)
+    expected = ref(prompt_embeds=embeds, image=_image(), num_inference_steps=STEPS, output_type="np",
+                   generator=torch.Generator().manual_seed(0)).images
+    got = ours(prompt="a photo of an astronaut", clip_skip=clip_skip, image=_image(), num_inference_steps=STEPS,
+               output_type="np", generator=torch.Generator().manual_seed(0)).images
     assert np.abs(got - expected).max() <= FP32_ATOL
 
 
@@ -142,15 +159,23 @@ def test_output_types(pipes):
 
 
 def test_callback_on_step_end_sees_each_step(pipes):
-    _, ours = pipes
-    seen = []
+    """Same steps and timesteps as diffusers (PNDM's 11-entry schedule for 10 steps gives 6 calls at
+    strength 0.5), and a callback that edits the latents changes the result as in diffusers."""
+    ref, ours = pipes
 
-    def callback(pipe, step, timestep, callback_kwargs):
-        seen.append((step, int(timestep)))
-        return {"latents": callback_kwargs["latents"]}
+    def recorder(seen):
+        def callback(pipe, step, timestep, callback_kwargs):
+            seen.append((step, int(timestep)))
+            return {"latents": callback_kwargs["latents"] * 0.5}
 
-    ours(prompt="a cat", image=_image(), num_inference_steps=STEPS, strength=0.5, callback_on_step_end=callback)
-    assert [s for s, _ in seen] == list(range(len(seen))) and len(seen) == 5
+        return callback
+
+    kwargs = dict(prompt="a cat", image=_image(), num_inference_steps=STEPS, strength=0.5, output_type="np")
+    seen_ref, seen_ours = [], []
+    expected = ref(generator=torch.Generator().manual_seed(0), callback_on_step_end=recorder(seen_ref), **kwargs)
+    got = ours(generator=torch.Generator().manual_seed(0), callback_on_step_end=recorder(seen_ours), **kwargs)
+    assert seen_ours == seen_ref and len(seen_ours) == 6
+    assert np.abs(got.images - expected.images).max() <= FP32_ATOL
 
 
 @pytest.mark.parametrize(
@@ -174,3 +199,39 @@ def test_bad_inputs_raise_diffusers_errors(pipes, kwargs, error, match):
     call.update(kwargs)
     with pytest.raises(error, match=match):
         ours(**call)
+
+
+# Scheduler swaps the diffusers way: X.from_config(pipe.scheduler.config, **overrides).
+SCHEDULERS = {
+    "PNDMScheduler": {},
+    "DDIMScheduler": {},
+    "EulerDiscreteScheduler": {},
+    "EulerAncestralDiscreteScheduler": {},
+    "DPMSolverMultistepScheduler": {},
+    "DPMSolverMultistepScheduler-karras": {"use_karras_sigmas": True},
+    "DPMSolverMultistepScheduler-sde": {"algorithm_type": "sde-dpmsolver++"},
+    "LMSDiscreteScheduler": {},
+    "HeunDiscreteScheduler": {},
+    "DDPMScheduler": {},
+    "UniPCMultistepScheduler": {},
+}
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 7.5])
+@pytest.mark.parametrize("strength", [0.3, 0.8, 1.0])
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_every_scheduler_matches_diffusers(pipes, scheduler, strength, guidance_scale):
+    ref, ours = pipes
+    name = scheduler.split("-")[0]
+    if not hasattr(nd, name):
+        pytest.skip(f"{name} is not implemented in native_diffusers yet")
+    overrides = SCHEDULERS[scheduler]
+    original = (ref.scheduler, ours.scheduler)
+    try:
+        ref.scheduler = getattr(diffusers, name).from_config(ref.scheduler.config, **overrides)
+        ours.scheduler = getattr(nd, name).from_config(ours.scheduler.config, **overrides)
+        got, expected = _run_both(pipes, prompt="a photo of an astronaut", image=_image(), strength=strength,
+                                  guidance_scale=guidance_scale, num_inference_steps=8)
+    finally:
+        ref.scheduler, ours.scheduler = original
+    assert np.abs(got - expected).max() <= FP32_ATOL
