@@ -29,6 +29,9 @@ Json parse_json_text(const std::string& text, const std::string& origin) {
   } catch (const Json::parse_error& e) {
     throw ValueError("invalid JSON in '" + origin + "' at byte " + std::to_string(e.byte) + ": " +
                      e.what());
+  } catch (const Json::exception& e) {
+    // e.g. out_of_range for a number like 1e400: still bad input, never an untranslated error.
+    throw ValueError("invalid JSON in '" + origin + "': " + e.what());
   }
 }
 

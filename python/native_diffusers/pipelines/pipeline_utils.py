@@ -30,6 +30,19 @@ def _component_classes() -> Dict[str, Any]:
 _SKIPPED_COMPONENTS = {"safety_checker", "feature_extractor", "image_encoder"}
 
 
+def _load_model_component(component_class, folder, variant=None, **kwargs):
+    """Ref: diffusers _identify_model_variants: a pipeline-level ``variant`` applies to the
+    components that have it; the others load their plain weights (with a warning)."""
+    try:
+        return component_class.from_pretrained(folder, variant=variant, **kwargs)
+    except OSError:
+        if variant is None:
+            raise
+        model = component_class.from_pretrained(folder, variant=None, **kwargs)
+        warnings.warn(f"{os.path.basename(folder)} has no '{variant}' variant weights; loaded its default weights.")
+        return model
+
+
 class DiffusionPipeline:
     config_name = "model_index.json"
     _optional_components: list = []
@@ -91,8 +104,9 @@ class DiffusionPipeline:
             if not os.path.isdir(subfolder):
                 raise OSError(f"Error no folder named {name} found in {folder} (listed in model_index.json).")
             if hasattr(component_class, "_engine_class"):
-                loaded[name] = component_class.from_pretrained(
-                    subfolder, torch_dtype=torch_dtype, dtype=dtype, variant=variant, use_safetensors=use_safetensors
+                loaded[name] = _load_model_component(
+                    component_class, subfolder, torch_dtype=torch_dtype, dtype=dtype, variant=variant,
+                    use_safetensors=use_safetensors,
                 )
             else:
                 loaded[name] = component_class.from_pretrained(subfolder)
