@@ -15,7 +15,7 @@ class ProgressBar {
   void update(int64_t n = 1);
 
  private:
-  void draw(bool final_line);
+  void draw();
 
   int64_t total_;
   int64_t done_ = 0;

@@ -1,59 +1,71 @@
-"""``python -m native_diffusers [CHECKPOINT] [--prompt ...]``: the main job.
+"""``python -m native_diffusers [CHECKPOINT]``: the main job, the guide's first call.
 
-Until the image-to-image pipeline lands, it loads a checkpoint's tokenizer and text encoder,
-encodes the prompt on the native engine and prints the embedding's shape and norm. Without a
-checkpoint it makes a small random-weight one (and says so)."""
+Loads ``AutoPipelineForImage2Image`` from a diffusers checkpoint (a folder or a hub id found in the
+Hugging Face cache), runs image-to-image on an input image, and writes the result and a side-by-side
+grid. Without a checkpoint it makes a small random-weight one and says so plainly."""
 
 import argparse
 import os
 import sys
 import tempfile
 
+import numpy as np
+import PIL.Image
 import torch
 
 
-def _make_demo_checkpoint(folder: str) -> str:
-    """A random-weight SD-1.5-shaped text encoder plus the real CLIP vocabulary, written by
-    transformers (installed by scripts/setup.sh, never a runtime dependency)."""
-    try:
-        import transformers
-    except ImportError as e:  # pragma: no cover - setup installs it
-        raise SystemExit("making a demo checkpoint needs transformers; run scripts/setup.sh first") from e
-    from native_diffusers.utils.clip_vocab import write_clip_vocabulary
-
-    write_clip_vocabulary(os.path.join(folder, "tokenizer"))
-    torch.manual_seed(0)
-    config = transformers.CLIPTextConfig(
-        vocab_size=49408, hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
-        max_position_embeddings=77, bos_token_id=0, eos_token_id=2, pad_token_id=1,
-    )
-    transformers.CLIPTextModel(config).save_pretrained(os.path.join(folder, "text_encoder"))
-    return folder
+def _default_init_image(size: int) -> PIL.Image.Image:
+    """A smooth synthetic picture (no network to fetch the guide's cat): gradients and a disc."""
+    y, x = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    disc = ((x - 0.5) ** 2 + (y - 0.55) ** 2 < 0.08).astype(np.float64)
+    rgb = np.stack([0.9 * x + 0.1 * disc, 0.6 * y + 0.3 * disc, 0.5 + 0.4 * disc * (1 - y)], axis=-1)
+    return PIL.Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m native_diffusers", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", help="diffusers checkpoint folder or hub id")
-    parser.add_argument("--prompt", default="a photo of an astronaut riding a horse on mars")
+    parser.add_argument("--image", help="input image path or URL (default: a synthetic picture)")
+    parser.add_argument("--prompt", default="cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable")
+    parser.add_argument("--negative-prompt", default=None)
+    parser.add_argument("--strength", type=float, default=0.8)
+    parser.add_argument("--guidance-scale", type=float, default=7.5)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=None, help="input size when no --image is given")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default="out", help="output folder")
     args = parser.parse_args(argv)
 
     import native_diffusers as nd
+    from native_diffusers.utils import load_image, make_image_grid
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint
         if checkpoint is None:
-            checkpoint = _make_demo_checkpoint(tmp)
-            print("No checkpoint given: using a small RANDOM-WEIGHT checkpoint made just now (real CLIP vocabulary).")
-        tokenizer = nd.CLIPTokenizer.from_pretrained(checkpoint, subfolder="tokenizer")
-        text_encoder = nd.CLIPTextModel.from_pretrained(checkpoint, subfolder="text_encoder", torch_dtype=torch.float32)
-        ids = tokenizer(
-            [args.prompt], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        embeds = text_encoder(ids)[0]
-        print(f"prompt: {args.prompt!r}")
-        print(f"input_ids: {ids[0, :12].tolist()}...")
-        print(f"prompt_embeds shape: {tuple(embeds.shape)}  norm: {embeds.norm().item():.4f}  dtype: {embeds.dtype}")
+            from native_diffusers.utils.testing_utils import make_tiny_sd_checkpoint
+
+            checkpoint = make_tiny_sd_checkpoint(tmp)
+            print("No checkpoint given: using a small RANDOM-WEIGHT Stable Diffusion checkpoint made just now "
+                  "(its images are noise-like by design; pass a real checkpoint folder or hub id for real images).")
+        dtype = getattr(torch, args.dtype) if args.dtype else (torch.float16 if args.device == "cuda" else None)
+        pipeline = nd.AutoPipelineForImage2Image.from_pretrained(checkpoint, torch_dtype=dtype).to(args.device)
+        size = args.size or (64 if args.checkpoint is None else 512)
+        init_image = load_image(args.image) if args.image else _default_init_image(size)
+        generator = torch.Generator("cpu").manual_seed(args.seed)
+        image = pipeline(
+            args.prompt, image=init_image, strength=args.strength, guidance_scale=args.guidance_scale,
+            negative_prompt=args.negative_prompt, num_inference_steps=args.steps, generator=generator,
+        ).images[0]
+
+    os.makedirs(args.out, exist_ok=True)
+    out_path = os.path.join(args.out, "image_to_image.png")
+    grid_path = os.path.join(args.out, "image_to_image_grid.png")
+    image.save(out_path)
+    make_image_grid([init_image.resize(image.size), image], rows=1, cols=2).save(grid_path)
+    print(f"pipeline: {type(pipeline).__name__} on {pipeline.device}, dtype {pipeline.dtype}")
+    print(f"wrote {out_path} ({image.size[0]}x{image.size[1]}) and {grid_path}")
     return 0
 
 

@@ -5,7 +5,7 @@ components are engine-backed; the denoising loop itself runs in the engine."""
 import inspect
 import os
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 
@@ -28,6 +28,15 @@ def _component_classes() -> Dict[str, Any]:
 # Components that diffusers' checkpoints carry but that do not change the image of a
 # generation: they load as None, with a note (the safety checker only blanks flagged images).
 _SKIPPED_COMPONENTS = {"safety_checker", "feature_extractor", "image_encoder"}
+
+
+_WARNED = set()
+
+
+def _warn_once(message: str):
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message)
 
 
 def _load_model_component(component_class, folder, variant=None, **kwargs):
@@ -147,6 +156,58 @@ class DiffusionPipeline:
         for module in self._modules().values():
             return module.dtype
         return torch.float32
+
+    # -- memory and attention options the guide calls ---------------------------------------
+    def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda"):
+        """Without a CUDA device, warns once and leaves the pipeline on the CPU so the guide's
+        snippets run unchanged (diffusers raises there). With one, the pipeline runs on the GPU;
+        moving each model back to the host between uses is not implemented yet."""
+        if not torch.cuda.is_available():
+            _warn_once("enable_model_cpu_offload(): no CUDA device, so the pipeline stays on the CPU.")
+            return
+        _warn_once("enable_model_cpu_offload(): per-model offloading is not implemented yet; the whole pipeline "
+                   "moves to the GPU instead.")
+        self.to(torch.device(device).type if gpu_id is None else f"cuda:{gpu_id}")
+
+    def enable_sequential_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda"):
+        if not torch.cuda.is_available():
+            _warn_once("enable_sequential_cpu_offload(): no CUDA device, so the pipeline stays on the CPU.")
+            return
+        _warn_once("enable_sequential_cpu_offload(): block streaming is not implemented yet; the whole pipeline "
+                   "moves to the GPU instead.")
+        self.to(torch.device(device).type if gpu_id is None else f"cuda:{gpu_id}")
+
+    def remove_all_hooks(self):
+        """No offload hooks are installed by this implementation yet, so there is nothing to remove."""
+
+    def maybe_free_model_hooks(self):
+        """No offload hooks are installed by this implementation yet, so there is nothing to free."""
+
+    def reset_device_map(self):
+        self.hf_device_map = None
+
+    def enable_xformers_memory_efficient_attention(self, attention_op: Optional[Callable] = None):
+        """Never raises, with or without xformers installed: the engine's attention is already a fused
+        scaled-dot-product kernel (PyTorch 2's SDPA), which is what xformers would provide."""
+        self._memory_efficient_attention = True
+
+    def disable_xformers_memory_efficient_attention(self):
+        self._memory_efficient_attention = False
+
+    def enable_attention_slicing(self, slice_size: Optional[Union[str, int]] = "auto"):
+        """Accepted for compatibility; SDPA already bounds attention memory, and slicing does not change
+        the result."""
+        self._attention_slice_size = slice_size
+
+    def disable_attention_slicing(self):
+        self._attention_slice_size = None
+
+    def enable_vae_slicing(self):
+        """Accepted; decoding image by image gives the same pixels as a batched decode."""
+        self._vae_slicing = True
+
+    def disable_vae_slicing(self):
+        self._vae_slicing = False
 
     # -- progress bar -----------------------------------------------------------------------
     def set_progress_bar_config(self, **kwargs):

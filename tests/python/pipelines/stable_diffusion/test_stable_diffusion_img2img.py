@@ -10,7 +10,7 @@ diffusers = pytest.importorskip("diffusers", reason="diffusers is the parity ora
 transformers = pytest.importorskip("transformers", reason="transformers is the parity oracle (test-only dependency)")
 
 import native_diffusers as nd  # noqa: E402
-from native_diffusers.utils.clip_vocab import write_clip_vocabulary  # noqa: E402
+from native_diffusers.utils.testing_utils import make_tiny_sd_checkpoint  # noqa: E402
 from tolerances import FP32_ATOL  # noqa: E402
 
 STEPS = 10  # few steps keep CPU time low; the schedule logic is what matters
@@ -18,36 +18,8 @@ STEPS = 10  # few steps keep CPU time low; the schedule logic is what matters
 
 @pytest.fixture(scope="module")
 def sd_checkpoint(tmp_path_factory):
-    """SD 1.5's block structure (four UNet blocks, cross-attention in the first three, two layers
-    each), narrow; the real CLIP vocabulary; PNDM configured as SD 1.5 ships it."""
-    folder = tmp_path_factory.mktemp("tiny-sd")
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
-        block_out_channels=(32, 64, 64, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=32, attention_head_dim=8,
-    )
-    vae = diffusers.AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-    )
-    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
-        vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=3, num_attention_heads=4,
-        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-    ))
-    tok_dir = folder / "tok_src"
-    write_clip_vocabulary(str(tok_dir))
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(tok_dir))
-    scheduler = diffusers.PNDMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1,
-        set_alpha_to_one=False, num_train_timesteps=1000,
-    )
-    pipe = diffusers.StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder / "ckpt")
-    return folder / "ckpt"
+    """SD 1.5's block structure, narrow (see make_tiny_sd_checkpoint), saved by diffusers."""
+    return make_tiny_sd_checkpoint(str(tmp_path_factory.mktemp("tiny-sd")))
 
 
 @pytest.fixture(scope="module")
