@@ -93,8 +93,19 @@ void bind_unet(py::module_& m) {
                       std::optional<at::ScalarType> dtype) {
     return UNet2DConditionModel::load(UNet2DConditionConfig::from_json(json), sd, origin, dtype);
   });
-  cls.def("forward", &UNet2DConditionModel::forward, py::arg("sample"), py::arg("timestep"),
-          py::arg("encoder_hidden_states"), py::call_guard<py::gil_scoped_release>());
+  cls.def(
+      "forward",
+      [](const UNet2DConditionModel& self, const at::Tensor& sample, const at::Tensor& timestep,
+         const at::Tensor& encoder_hidden_states, std::optional<at::Tensor> text_embeds,
+         std::optional<at::Tensor> time_ids) {
+        UNetAddedConditions added;
+        if (text_embeds) added.text_embeds = *text_embeds;
+        if (time_ids) added.time_ids = *time_ids;
+        py::gil_scoped_release release;
+        return self.forward(sample, timestep, encoder_hidden_states, added);
+      },
+      py::arg("sample"), py::arg("timestep"), py::arg("encoder_hidden_states"),
+      py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none());
 }
 
 void bind_autoencoder_kl(py::module_& m) {

@@ -12,11 +12,11 @@ namespace {
 // with a non-default value, they must fail loudly rather than load a different network.
 void reject_unsupported(const io::JsonConfig& json) {
   const char* must_be_null[] = {"encoder_hid_dim",      "encoder_hid_dim_type",
-                                "class_embed_type",     "addition_embed_type",
+                                "class_embed_type",
                                 "num_class_embeds",     "time_cond_proj_dim",
                                 "time_embedding_dim",   "time_embedding_act_fn",
-                                "timestep_post_act",    "projection_class_embeddings_input_dim",
-                                "cross_attention_norm", "reverse_transformer_layers_per_block",
+                                "timestep_post_act",    "cross_attention_norm",
+                                "reverse_transformer_layers_per_block",
                                 "num_attention_heads"};
   for (const char* key : must_be_null) {
     if (json.has_value(key)) json.fail(key, "unsupported value " + json.json().at(key).dump());
@@ -96,6 +96,18 @@ UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& jso
   c.resnet_out_scale_factor = json.get_double("resnet_out_scale_factor", c.resnet_out_scale_factor);
   c.conv_in_kernel = json.get_int("conv_in_kernel", c.conv_in_kernel);
   c.conv_out_kernel = json.get_int("conv_out_kernel", c.conv_out_kernel);
+  c.addition_embed_type = json.get_string("addition_embed_type", "");
+  if (!c.addition_embed_type.empty()) {
+    if (c.addition_embed_type != "text_time") {
+      json.fail("addition_embed_type", "unsupported value \"" + c.addition_embed_type + "\"");
+    }
+    c.addition_time_embed_dim = json.get_int("addition_time_embed_dim");
+    c.projection_class_embeddings_input_dim = json.get_int("projection_class_embeddings_input_dim");
+    if (c.addition_time_embed_dim <= 0) json.fail("addition_time_embed_dim", "must be positive");
+    if (c.projection_class_embeddings_input_dim <= 0) {
+      json.fail("projection_class_embeddings_input_dim", "must be positive");
+    }
+  }
   for (std::size_t i = 0; i < n; ++i) {
     if (c.block_out_channels[i] <= 0) json.fail("block_out_channels", "channels must be positive");
     if (c.num_attention_heads[i] <= 0 || c.block_out_channels[i] % c.num_attention_heads[i] != 0) {
@@ -125,6 +137,12 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
   m.conv_in_ = Conv2d::load(w.child("conv_in"), c.in_channels, ch0, c.conv_in_kernel, 1,
                             (c.conv_in_kernel - 1) / 2);
   m.time_embedding_ = TimestepEmbedding::load(w.child("time_embedding"), ch0, time_embed_dim, c.act_fn);
+  if (c.addition_embed_type == "text_time") {
+    // Ref: diffusers _set_add_embedding: TimestepEmbedding(projection_class_embeddings_input_dim,
+    // time_embed_dim) with its default SiLU, whatever act_fn says.
+    m.add_embedding_ = TimestepEmbedding::load(w.child("add_embedding"), c.projection_class_embeddings_input_dim,
+                                               time_embed_dim, Activation::Silu);
+  }
 
   UNetBlockConfig base;
   base.temb_channels = time_embed_dim;
@@ -202,8 +220,37 @@ at::Tensor UNet2DConditionModel::time_embedding_for(const at::Tensor& timestep, 
   return time_embedding_.forward(t_emb);  // [B, time_embed_dim]
 }
 
+at::Tensor UNet2DConditionModel::addition_embedding_for(const UNetAddedConditions& added,
+                                                        int64_t batch) const {
+  // Ref: diffusers UNet2DConditionModel.get_aug_embed, addition_embed_type == "text_time".
+  if (!added.text_embeds.defined()) {
+    throw ValueError("UNet2DConditionModel has the config param `addition_embed_type` set to 'text_time' which "
+                     "requires the keyword argument `text_embeds` to be passed in `added_cond_kwargs`");
+  }
+  if (!added.time_ids.defined()) {
+    throw ValueError("UNet2DConditionModel has the config param `addition_embed_type` set to 'text_time' which "
+                     "requires the keyword argument `time_ids` to be passed in `added_cond_kwargs`");
+  }
+  const at::Tensor text_embeds = added.text_embeds.to(device());
+  const at::Tensor time_ids = added.time_ids.to(device());
+  if (text_embeds.dim() != 2 || text_embeds.size(0) != batch ||
+      time_ids.numel() * config_.addition_time_embed_dim / batch + text_embeds.size(1) !=
+          config_.projection_class_embeddings_input_dim) {
+    throw ValueError("text_embeds " + c10::str(text_embeds.sizes()) + " and time_ids " + c10::str(time_ids.sizes()) +
+                     " do not add up to projection_class_embeddings_input_dim=" +
+                     std::to_string(config_.projection_class_embeddings_input_dim) + " for batch " +
+                     std::to_string(batch));
+  }
+  at::Tensor time_embeds = get_timestep_embedding(time_ids.flatten(), config_.addition_time_embed_dim,
+                                                  config_.flip_sin_to_cos, config_.freq_shift);
+  time_embeds = time_embeds.reshape({batch, -1});                                // [B, n * dim]
+  const at::Tensor add_embeds = at::cat({text_embeds, time_embeds}, -1);  // type-promoting, as torch.concat
+  return add_embedding_->forward(add_embeds.to(dtype()));                         // [B, time_embed_dim]
+}
+
 at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::Tensor& timestep,
-                                         const at::Tensor& encoder_hidden_states) const {
+                                         const at::Tensor& encoder_hidden_states,
+                                         const UNetAddedConditions& added) const {
   if (sample_in.dim() != 4 || sample_in.size(1) != config_.in_channels) {
     throw ValueError("sample must have shape [batch, " + std::to_string(config_.in_channels) +
                      ", height, width], got " + c10::str(sample_in.sizes()));
@@ -219,7 +266,8 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
   const at::Tensor context = encoder_hidden_states.to(device(), dtype());
   if (config_.center_input_sample) sample = 2 * sample - 1.0;
   const int64_t batch = sample.size(0);
-  const at::Tensor temb = time_embedding_for(timestep, batch, dtype());
+  at::Tensor temb = time_embedding_for(timestep, batch, dtype());
+  if (add_embedding_) temb = temb + addition_embedding_for(added, batch);
 
   at::Tensor h = conv_in_.forward(sample);
   std::vector<at::Tensor> skips{h};
@@ -244,6 +292,7 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
 void UNet2DConditionModel::apply(const ParameterFn& fn) {
   conv_in_.apply(fn);
   time_embedding_.apply(fn);
+  if (add_embedding_) add_embedding_->apply(fn);
   for (auto& b : down_blocks_) b.apply(fn);
   mid_block_.apply(fn);
   for (auto& b : up_blocks_) b.apply(fn);

@@ -46,10 +46,21 @@ struct UNet2DConditionConfig {
   double resnet_out_scale_factor = 1.0;
   int64_t conv_in_kernel = 3;
   int64_t conv_out_kernel = 3;
+  // SDXL's micro-conditioning: "text_time" adds an embedding of the pooled text embedding and the
+  // sinusoidal projection of add_time_ids to the time embedding; empty means none (SD 1.x/2.x).
+  std::string addition_embed_type;
+  int64_t addition_time_embed_dim = 0;
+  int64_t projection_class_embeddings_input_dim = 0;
 
   // Unsupported options raise ValueError naming the key and the file.
   static UNet2DConditionConfig from_json(const io::JsonConfig& config);
   std::size_t num_blocks() const { return block_out_channels.size(); }
+};
+
+// diffusers' added_cond_kwargs for addition_embed_type="text_time" (SDXL).
+struct UNetAddedConditions {
+  at::Tensor text_embeds;  // [B, pooled_dim]
+  at::Tensor time_ids;     // [B, n]: n * addition_time_embed_dim + pooled_dim = projection input
 };
 
 class UNet2DConditionModel {
@@ -61,7 +72,8 @@ class UNet2DConditionModel {
   // sample: [B, in_channels, H, W]; timestep: scalar or [B] (or [1]); encoder_hidden_states:
   // [B, S, cross_attention_dim]. Returns [B, out_channels, H, W].
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep,
-                     const at::Tensor& encoder_hidden_states) const;
+                     const at::Tensor& encoder_hidden_states,
+                     const UNetAddedConditions& added = UNetAddedConditions()) const;
 
   void to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
   at::ScalarType dtype() const { return conv_in_.weight.scalar_type(); }
@@ -72,10 +84,12 @@ class UNet2DConditionModel {
 
  private:
   at::Tensor time_embedding_for(const at::Tensor& timestep, int64_t batch, at::ScalarType dtype) const;
+  at::Tensor addition_embedding_for(const UNetAddedConditions& added, int64_t batch) const;
 
   UNet2DConditionConfig config_;
   Conv2d conv_in_;
   TimestepEmbedding time_embedding_;
+  std::optional<TimestepEmbedding> add_embedding_;
   std::vector<DownBlock2D> down_blocks_;
   MidBlock2D mid_block_;
   std::vector<UpBlock2D> up_blocks_;

@@ -109,3 +109,34 @@ def test_unet_rejects_unsupported_config_and_bad_inputs(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps({**config, key: value}))
         with pytest.raises(ValueError, match=needle):
             nd.UNet2DConditionModel.from_pretrained(tmp_path)
+
+
+# SDXL's UNet: text_time micro-conditioning, blocks without attention first, transformer depth per
+# block, linear projections; base-like (6 time ids) and refiner-like (5 time ids) projections.
+SDXL_BASE = dict(
+    block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+    addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
+    cross_attention_dim=64, norm_num_groups=1,
+)
+SDXL_REFINER = {**SDXL_BASE, "projection_class_embeddings_input_dim": 72, "cross_attention_dim": 32,
+                "block_out_channels": (32, 64, 64), "down_block_types": ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 2,
+                "up_block_types": ("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",), "attention_head_dim": (2, 4, 4),
+                "transformer_layers_per_block": (1, 2, 2), "upcast_attention": True}
+
+
+@pytest.mark.parametrize("config,n_time_ids", [(SDXL_BASE, 6), (SDXL_REFINER, 5)], ids=["base", "refiner"])
+def test_sdxl_unet_text_time_matches_diffusers(tmp_path, config, n_time_ids):
+    ref = _save_unet(config, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)
+    sample, context = _inputs(config)
+    g = torch.Generator().manual_seed(5)
+    added = {"text_embeds": torch.randn(2, 32, generator=g),
+             "time_ids": torch.tensor([[1024.0, 1024, 0, 0, 1024, 1024, 6.0][:n_time_ids]] * 2)}
+    with torch.no_grad():
+        expected = ref(sample, 700, context, added_cond_kwargs=added).sample
+    got = ours(sample, 700, context, added_cond_kwargs=added).sample
+    assert (got - expected).abs().max().item() <= FP32_ATOL
+    with pytest.raises(ValueError, match="text_embeds"):
+        ours(sample, 700, context)

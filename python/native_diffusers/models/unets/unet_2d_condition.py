@@ -48,7 +48,12 @@ class UNet2DConditionModel(NativeModelMixin):
             # Ref: diffusers get_time_embed: Python numbers become float32 or int64 tensors.
             dtype = torch.float32 if isinstance(timestep, float) else torch.int64
             timestep = torch.tensor([timestep], dtype=dtype, device=sample.device)
-        out = self._engine.forward(sample, timestep, encoder_hidden_states)
+        added_cond_kwargs = added_cond_kwargs or {}
+        unknown = set(added_cond_kwargs) - {"text_embeds", "time_ids"}
+        if unknown:
+            raise NotImplementedError(f"added_cond_kwargs {sorted(unknown)} are not supported yet")
+        out = self._engine.forward(sample, timestep, encoder_hidden_states, added_cond_kwargs.get("text_embeds"),
+                                   added_cond_kwargs.get("time_ids"))
         if not return_dict:
             return (out,)
         return UNet2DConditionOutput(sample=out)
