@@ -7,6 +7,7 @@
 
 #include "core/errors.h"
 #include "schedulers/scheduling_ddim.h"
+#include "schedulers/scheduling_ddpm.h"
 #include "schedulers/scheduling_dpmsolver_multistep.h"
 #include "schedulers/scheduling_euler_ancestral_discrete.h"
 #include "schedulers/scheduling_euler_discrete.h"
@@ -376,7 +377,7 @@ at::Tensor to_tensor(const std::vector<int64_t>& values) {
 // ---- factory ------------------------------------------------------------------------------------
 
 std::vector<std::string> scheduler_class_names() {
-  return {"DDIMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
+  return {"DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
           "EulerDiscreteScheduler", "PNDMScheduler"};
 }
 
@@ -392,6 +393,7 @@ std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const i
   if (class_name == "DPMSolverMultistepScheduler") {
     return std::make_shared<DPMSolverMultistepScheduler>(DPMSolverMultistepSchedulerConfig::from_json(config));
   }
+  if (class_name == "DDPMScheduler") return std::make_shared<DDPMScheduler>(DDPMSchedulerConfig::from_json(config));
   std::vector<std::string> known = scheduler_class_names();
   throw ValueError("unknown scheduler class \"" + class_name + "\" in " + config.origin() +
                    " (native_diffusers implements " + join(known) + ")");

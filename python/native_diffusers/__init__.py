@@ -10,6 +10,7 @@ from . import _C
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
 from .schedulers import (
     DDIMScheduler,
+    DDPMScheduler,
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
@@ -30,6 +31,7 @@ __all__ = [
     "CLIPTextModelWithProjection",
     "CLIPTokenizer",
     "DDIMScheduler",
+    "DDPMScheduler",
     "DiffusionPipeline",
     "DPMSolverMultistepScheduler",
     "EulerAncestralDiscreteScheduler",

@@ -1,6 +1,7 @@
 """diffusers' schedulers, computed by the C++ engine (``csrc/schedulers``)."""
 
 from .scheduling_ddim import DDIMScheduler
+from .scheduling_ddpm import DDPMScheduler
 from .scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 from .scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
 from .scheduling_euler_discrete import EulerDiscreteScheduler
@@ -9,6 +10,7 @@ from .scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin, Schedul
 
 __all__ = [
     "DDIMScheduler",
+    "DDPMScheduler",
     "DPMSolverMultistepScheduler",
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
