@@ -2,6 +2,7 @@
 arguments (with diffusers' messages) and converts images; encoding, the denoising loop and the
 decode run in the C++ engine."""
 
+import inspect
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
@@ -190,6 +191,7 @@ class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
                 f" size of {batch_size * num_images_per_prompt}. Make sure the batch size matches the length of the"
                 " generators."
             )
+        self._check_custom_schedule(timesteps, sigmas)
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
 
@@ -224,6 +226,18 @@ class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
         if not return_dict:
             return (images, None)
         return StableDiffusionPipelineOutput(images=images, nsfw_content_detected=None)
+
+    def _check_custom_schedule(self, timesteps, sigmas):
+        # Ref: diffusers retrieve_timesteps: only schedulers whose set_timesteps takes them accept them.
+        if timesteps is not None and sigmas is not None:
+            raise ValueError("Only one of `timesteps` or `sigmas` can be passed. Please choose one to set custom values")
+        accepted = set(inspect.signature(self.scheduler.set_timesteps).parameters)
+        for name, value in (("timestep", timesteps), ("sigmas", sigmas)):
+            if value is not None and (name + ("s" if name == "timestep" else "")) not in accepted:
+                raise ValueError(
+                    f"The current scheduler class {self.scheduler.__class__}'s `set_timesteps` does not support custom"
+                    f" {name} schedules. Please check whether you are using the correct scheduler."
+                )
 
     def _wrap_callback(self, callback, tensor_inputs):
         # The only path on which the engine calls into Python per step: the caller asked for it.

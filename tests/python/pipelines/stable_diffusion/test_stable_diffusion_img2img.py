@@ -207,3 +207,35 @@ def test_every_scheduler_matches_diffusers(pipes, scheduler, strength, guidance_
     finally:
         ref.scheduler, ours.scheduler = original
     assert np.abs(got - expected).max() <= FP32_ATOL
+
+
+def test_numpy_tensor_and_list_images(pipes):
+    pil = _image(seed=7)
+    as_np = np.asarray(pil).astype(np.float32) / 255.0
+    as_pt = torch.from_numpy(as_np).permute(2, 0, 1)
+    for image in (as_np, as_pt, [pil, _image(seed=8)]):
+        prompt = ["a cat", "a dog"] if isinstance(image, list) else "a cat"
+        got, expected = _run_both(pipes, prompt=prompt, image=image)
+        assert np.abs(got - expected).max() <= FP32_ATOL
+
+
+def test_custom_timesteps_and_sigmas(pipes):
+    ref, ours = pipes
+    original = (ref.scheduler, ours.scheduler)
+    try:
+        ref.scheduler = diffusers.EulerDiscreteScheduler.from_config(ref.scheduler.config)
+        ours.scheduler = nd.EulerDiscreteScheduler.from_config(ours.scheduler.config)
+        for kwargs in (dict(timesteps=[999, 800, 600, 400, 200, 1]), dict(sigmas=[14.0, 8.0, 3.0, 1.0, 0.3, 0.1])):
+            got, expected = _run_both(pipes, prompt="a cat", image=_image(), strength=0.7, **kwargs)
+            assert np.abs(got - expected).max() <= FP32_ATOL
+        with pytest.raises(ValueError):
+            ours(prompt="a cat", image=_image(), timesteps=[999, 500], sigmas=[1.0, 0.5])
+    finally:
+        ref.scheduler, ours.scheduler = original
+
+
+def test_custom_schedule_rejected_by_pndm_as_in_diffusers(pipes):
+    ref, ours = pipes
+    for pipe in (ref, ours):
+        with pytest.raises(ValueError, match="does not support custom timestep schedules"):
+            pipe(prompt="a cat", image=_image(), timesteps=[999, 500])
