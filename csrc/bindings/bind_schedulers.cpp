@@ -6,6 +6,7 @@
 #include <torch/extension.h>
 
 #include "io/json_config.h"
+#include "schedulers/scheduling_heun_discrete.h"
 #include "schedulers/scheduling_utils.h"
 
 namespace py = pybind11;
@@ -70,6 +71,10 @@ void bind_schedulers(py::module_& m) {
       .def_property_readonly("step_index", &Scheduler::step_index)
       .def_property_readonly("betas", &Scheduler::betas)
       .def_property_readonly("alphas_cumprod", &Scheduler::alphas_cumprod);
+
+  // Class-specific state beyond the common surface; make_scheduler's results are downcast to it.
+  py::class_<HeunDiscreteScheduler, Scheduler, std::shared_ptr<HeunDiscreteScheduler>>(m, "HeunDiscreteScheduler")
+      .def_property_readonly("state_in_first_order", &HeunDiscreteScheduler::state_in_first_order);
 
   m.def(
       "make_scheduler",

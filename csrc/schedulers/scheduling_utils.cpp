@@ -11,6 +11,7 @@
 #include "schedulers/scheduling_dpmsolver_multistep.h"
 #include "schedulers/scheduling_euler_ancestral_discrete.h"
 #include "schedulers/scheduling_euler_discrete.h"
+#include "schedulers/scheduling_heun_discrete.h"
 #include "schedulers/scheduling_pndm.h"
 
 namespace nd {
@@ -378,7 +379,7 @@ at::Tensor to_tensor(const std::vector<int64_t>& values) {
 
 std::vector<std::string> scheduler_class_names() {
   return {"DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
-          "EulerDiscreteScheduler", "PNDMScheduler"};
+          "EulerDiscreteScheduler", "HeunDiscreteScheduler", "PNDMScheduler"};
 }
 
 std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const io::JsonConfig& config) {
@@ -394,6 +395,9 @@ std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const i
     return std::make_shared<DPMSolverMultistepScheduler>(DPMSolverMultistepSchedulerConfig::from_json(config));
   }
   if (class_name == "DDPMScheduler") return std::make_shared<DDPMScheduler>(DDPMSchedulerConfig::from_json(config));
+  if (class_name == "HeunDiscreteScheduler") {
+    return std::make_shared<HeunDiscreteScheduler>(HeunDiscreteSchedulerConfig::from_json(config));
+  }
   std::vector<std::string> known = scheduler_class_names();
   throw ValueError("unknown scheduler class \"" + class_name + "\" in " + config.origin() +
                    " (native_diffusers implements " + join(known) + ")");

@@ -14,6 +14,7 @@ from .schedulers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
     PNDMScheduler,
 )
 from .pipelines import (
@@ -36,6 +37,7 @@ __all__ = [
     "DPMSolverMultistepScheduler",
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
+    "HeunDiscreteScheduler",
     "ImagePipelineOutput",
     "PNDMScheduler",
     "StableDiffusionImg2ImgPipeline",

@@ -5,6 +5,7 @@ from .scheduling_ddpm import DDPMScheduler
 from .scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 from .scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
 from .scheduling_euler_discrete import EulerDiscreteScheduler
+from .scheduling_heun_discrete import HeunDiscreteScheduler
 from .scheduling_pndm import PNDMScheduler
 from .scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin, SchedulerOutput
 
@@ -14,5 +15,6 @@ __all__ = [
     "DPMSolverMultistepScheduler",
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
+    "HeunDiscreteScheduler",
     "PNDMScheduler",
 ]
