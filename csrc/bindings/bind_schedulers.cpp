@@ -7,6 +7,7 @@
 
 #include "io/json_config.h"
 #include "schedulers/scheduling_heun_discrete.h"
+#include "schedulers/scheduling_lms_discrete.h"
 #include "schedulers/scheduling_utils.h"
 
 namespace py = pybind11;
@@ -36,7 +37,8 @@ void bind_schedulers(py::module_& m) {
           "step",
           [](Scheduler& s, const at::Tensor& model_output, const at::Tensor& timestep, const at::Tensor& sample,
              double eta, bool use_clipped_model_output, std::vector<at::Generator> generators,
-             std::optional<at::Tensor> variance_noise, double s_churn, double s_tmin, double s_tmax, double s_noise) {
+             std::optional<at::Tensor> variance_noise, double s_churn, double s_tmin, double s_tmax, double s_noise,
+             int64_t order) {
             StepOptions o;
             o.eta = eta;
             o.use_clipped_model_output = use_clipped_model_output;
@@ -46,6 +48,7 @@ void bind_schedulers(py::module_& m) {
             o.s_tmin = s_tmin;
             o.s_tmax = s_tmax;
             o.s_noise = s_noise;
+            o.order = order;
             SchedulerOutput out;
             {
               py::gil_scoped_release release;
@@ -56,7 +59,8 @@ void bind_schedulers(py::module_& m) {
           py::arg("model_output"), py::arg("timestep"), py::arg("sample"), py::kw_only(), py::arg("eta") = 0.0,
           py::arg("use_clipped_model_output") = false, py::arg("generators") = std::vector<at::Generator>{},
           py::arg("variance_noise") = py::none(), py::arg("s_churn") = 0.0, py::arg("s_tmin") = 0.0,
-          py::arg("s_tmax") = std::numeric_limits<double>::infinity(), py::arg("s_noise") = 1.0)
+          py::arg("s_tmax") = std::numeric_limits<double>::infinity(), py::arg("s_noise") = 1.0,
+          py::arg("order") = 4)
       .def("add_noise", &Scheduler::add_noise, py::arg("original_samples"), py::arg("noise"), py::arg("timesteps"))
       .def_property_readonly("timesteps", [](const Scheduler& s) { return tensor_or_none(s.timesteps()); })
       .def_property_readonly("sigmas", [](const Scheduler& s) { return tensor_or_none(s.sigmas()); })
@@ -75,6 +79,9 @@ void bind_schedulers(py::module_& m) {
   // Class-specific state beyond the common surface; make_scheduler's results are downcast to it.
   py::class_<HeunDiscreteScheduler, Scheduler, std::shared_ptr<HeunDiscreteScheduler>>(m, "HeunDiscreteScheduler")
       .def_property_readonly("state_in_first_order", &HeunDiscreteScheduler::state_in_first_order);
+  py::class_<LMSDiscreteScheduler, Scheduler, std::shared_ptr<LMSDiscreteScheduler>>(m, "LMSDiscreteScheduler")
+      .def("get_lms_coefficient", &LMSDiscreteScheduler::lms_coefficient, py::arg("order"), py::arg("t"),
+           py::arg("current_order"));
 
   m.def(
       "make_scheduler",

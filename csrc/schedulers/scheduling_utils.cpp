@@ -12,6 +12,7 @@
 #include "schedulers/scheduling_euler_ancestral_discrete.h"
 #include "schedulers/scheduling_euler_discrete.h"
 #include "schedulers/scheduling_heun_discrete.h"
+#include "schedulers/scheduling_lms_discrete.h"
 #include "schedulers/scheduling_pndm.h"
 
 namespace nd {
@@ -379,7 +380,7 @@ at::Tensor to_tensor(const std::vector<int64_t>& values) {
 
 std::vector<std::string> scheduler_class_names() {
   return {"DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
-          "EulerDiscreteScheduler", "HeunDiscreteScheduler", "PNDMScheduler"};
+          "EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "PNDMScheduler"};
 }
 
 std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const io::JsonConfig& config) {
@@ -395,6 +396,9 @@ std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const i
     return std::make_shared<DPMSolverMultistepScheduler>(DPMSolverMultistepSchedulerConfig::from_json(config));
   }
   if (class_name == "DDPMScheduler") return std::make_shared<DDPMScheduler>(DDPMSchedulerConfig::from_json(config));
+  if (class_name == "LMSDiscreteScheduler") {
+    return std::make_shared<LMSDiscreteScheduler>(LMSDiscreteSchedulerConfig::from_json(config));
+  }
   if (class_name == "HeunDiscreteScheduler") {
     return std::make_shared<HeunDiscreteScheduler>(HeunDiscreteSchedulerConfig::from_json(config));
   }

@@ -57,6 +57,7 @@ struct StepOptions {
   double s_tmin = 0.0;
   double s_tmax = std::numeric_limits<double>::infinity();
   double s_noise = 1.0;
+  int64_t order = 4;  // LMS: the linear multistep order (diffusers' `order` argument of step)
 };
 
 struct SchedulerOutput {

@@ -15,6 +15,7 @@ from .schedulers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
+    LMSDiscreteScheduler,
     PNDMScheduler,
 )
 from .pipelines import (
@@ -39,6 +40,7 @@ __all__ = [
     "EulerDiscreteScheduler",
     "HeunDiscreteScheduler",
     "ImagePipelineOutput",
+    "LMSDiscreteScheduler",
     "PNDMScheduler",
     "StableDiffusionImg2ImgPipeline",
     "UNet2DConditionModel",

@@ -6,6 +6,7 @@ from .scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 from .scheduling_euler_ancestral_discrete import EulerAncestralDiscreteScheduler
 from .scheduling_euler_discrete import EulerDiscreteScheduler
 from .scheduling_heun_discrete import HeunDiscreteScheduler
+from .scheduling_lms_discrete import LMSDiscreteScheduler
 from .scheduling_pndm import PNDMScheduler
 from .scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin, SchedulerOutput
 
@@ -16,5 +17,6 @@ __all__ = [
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
     "HeunDiscreteScheduler",
+    "LMSDiscreteScheduler",
     "PNDMScheduler",
 ]
