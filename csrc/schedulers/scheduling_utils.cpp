@@ -14,6 +14,7 @@
 #include "schedulers/scheduling_heun_discrete.h"
 #include "schedulers/scheduling_lms_discrete.h"
 #include "schedulers/scheduling_pndm.h"
+#include "schedulers/scheduling_unipc_multistep.h"
 
 namespace nd {
 namespace {
@@ -380,7 +381,8 @@ at::Tensor to_tensor(const std::vector<int64_t>& values) {
 
 std::vector<std::string> scheduler_class_names() {
   return {"DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
-          "EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "PNDMScheduler"};
+          "EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "PNDMScheduler",
+          "UniPCMultistepScheduler"};
 }
 
 std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const io::JsonConfig& config) {
@@ -401,6 +403,9 @@ std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const i
   }
   if (class_name == "HeunDiscreteScheduler") {
     return std::make_shared<HeunDiscreteScheduler>(HeunDiscreteSchedulerConfig::from_json(config));
+  }
+  if (class_name == "UniPCMultistepScheduler") {
+    return std::make_shared<UniPCMultistepScheduler>(UniPCMultistepSchedulerConfig::from_json(config));
   }
   std::vector<std::string> known = scheduler_class_names();
   throw ValueError("unknown scheduler class \"" + class_name + "\" in " + config.origin() +

@@ -17,6 +17,7 @@ from .schedulers import (
     HeunDiscreteScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
+    UniPCMultistepScheduler,
 )
 from .pipelines import (
     AutoPipelineForImage2Image,
@@ -44,5 +45,6 @@ __all__ = [
     "PNDMScheduler",
     "StableDiffusionImg2ImgPipeline",
     "UNet2DConditionModel",
+    "UniPCMultistepScheduler",
     "VaeImageProcessor",
 ]
