@@ -15,55 +15,44 @@ class _CLIPTextModelBase(NativeModelMixin):
     default_dtype = "auto"
     _engine_class = _C.CLIPTextModel
 
-    def _run(self, input_ids, attention_mask, output_hidden_states):
+    def forward(
+        self,
+        input_ids: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ):
+        if position_ids is not None:
+            raise NotImplementedError(f"position_ids is not supported by the native {type(self).__name__}")
         if input_ids is None:
             raise ValueError("You have to specify input_ids")
         if not isinstance(input_ids, torch.Tensor):
             raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
         if attention_mask is not None and not isinstance(attention_mask, torch.Tensor):
             raise TypeError(f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}")
-        return self._engine.forward(input_ids, attention_mask, bool(output_hidden_states))
+        result = self._wrap(self._engine.forward(input_ids, attention_mask, bool(output_hidden_states)))
+        return result if return_dict is not False else result.to_tuple()
 
 
 class CLIPTextModel(_CLIPTextModelBase):
-    def forward(
-        self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.Tensor] = None,
-        output_hidden_states: Optional[bool] = None,
-        return_dict: Optional[bool] = None,
-        **kwargs,
-    ):
-        if position_ids is not None:
-            raise NotImplementedError("position_ids is not supported by the native CLIPTextModel")
-        out = self._run(input_ids, attention_mask, output_hidden_states)
-        result = BaseModelOutputWithPooling(
+    @staticmethod
+    def _wrap(out):
+        return BaseModelOutputWithPooling(
             last_hidden_state=out["last_hidden_state"],
             pooler_output=out["pooler_output"],
             hidden_states=out.get("hidden_states"),
         )
-        return result if return_dict is not False else result.to_tuple()
 
 
 class CLIPTextModelWithProjection(_CLIPTextModelBase):
     _engine_class = _C.CLIPTextModelWithProjection
 
-    def forward(
-        self,
-        input_ids: Optional[torch.Tensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.Tensor] = None,
-        output_hidden_states: Optional[bool] = None,
-        return_dict: Optional[bool] = None,
-        **kwargs,
-    ):
-        if position_ids is not None:
-            raise NotImplementedError("position_ids is not supported by the native CLIPTextModelWithProjection")
-        out = self._run(input_ids, attention_mask, output_hidden_states)
-        result = CLIPTextModelOutput(
+    @staticmethod
+    def _wrap(out):
+        return CLIPTextModelOutput(
             text_embeds=out["text_embeds"],
             last_hidden_state=out["last_hidden_state"],
             hidden_states=out.get("hidden_states"),
         )
-        return result if return_dict is not False else result.to_tuple()
