@@ -1,0 +1,81 @@
+"""Loading whole pipelines: the diffusers folder layout, component overrides, and clear errors for
+broken checkpoints (each names the file or component)."""
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers", reason="diffusers writes the checkpoints (test-only dependency)")
+
+import native_diffusers as nd  # noqa: E402
+from native_diffusers.utils.testing_utils import make_tiny_sd_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_tiny_sd_checkpoint(str(tmp_path_factory.mktemp("sd")), fp16_variant=True)
+
+
+def _copy(checkpoint, tmp_path):
+    target = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, target)
+    return target
+
+
+def test_components_dtype_variant_and_overrides(checkpoint):
+    pipe = nd.AutoPipelineForImage2Image.from_pretrained(checkpoint, torch_dtype=torch.float16, variant="fp16")
+    assert isinstance(pipe, nd.StableDiffusionImg2ImgPipeline)
+    assert set(pipe.components) >= {"vae", "text_encoder", "tokenizer", "unet", "scheduler"}
+    assert pipe.unet.dtype == pipe.vae.dtype == pipe.text_encoder.dtype == torch.float16
+    assert isinstance(pipe.scheduler, nd.PNDMScheduler)
+    # a component passed by keyword replaces the checkpoint's, as in diffusers
+    scheduler = nd.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    pipe2 = nd.StableDiffusionImg2ImgPipeline.from_pretrained(checkpoint, scheduler=scheduler)
+    assert pipe2.scheduler is scheduler and pipe2.unet.dtype == torch.float32
+
+
+def test_missing_component_folder_names_it(checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    shutil.rmtree(broken / "unet")
+    with pytest.raises(OSError, match="unet"):
+        nd.AutoPipelineForImage2Image.from_pretrained(broken)
+
+
+def test_unknown_class_names_are_clear_errors(checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    index = json.loads((broken / "model_index.json").read_text())
+    (broken / "model_index.json").write_text(json.dumps({**index, "_class_name": "FluxPipeline"}))
+    with pytest.raises(ValueError, match="FluxPipeline"):
+        nd.AutoPipelineForImage2Image.from_pretrained(broken)
+    (broken / "model_index.json").write_text(json.dumps({**index, "unet": ["diffusers", "UNetMagicModel"]}))
+    with pytest.raises(ValueError, match="UNetMagicModel"):
+        nd.AutoPipelineForImage2Image.from_pretrained(broken)
+    (broken / "model_index.json").write_text("{broken json")
+    with pytest.raises(ValueError, match="model_index.json"):
+        nd.AutoPipelineForImage2Image.from_pretrained(broken)
+    os.remove(broken / "model_index.json")
+    with pytest.raises(OSError, match="model_index.json"):
+        nd.AutoPipelineForImage2Image.from_pretrained(broken)
+
+
+def test_truncated_weights_raise_naming_the_file(checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    weights = broken / "vae" / "diffusion_pytorch_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="diffusion_pytorch_model.safetensors"):
+        nd.AutoPipelineForImage2Image.from_pretrained(broken)
+    weights.write_bytes(b"\x01")
+    with pytest.raises(ValueError, match="diffusion_pytorch_model.safetensors"):
+        nd.AutoencoderKL.from_pretrained(broken / "vae")
+
+
+def test_config_with_wrong_types_names_key_and_file(checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    config = json.loads((broken / "unet" / "config.json").read_text())
+    (broken / "unet" / "config.json").write_text(json.dumps({**config, "block_out_channels": "wide"}))
+    with pytest.raises(ValueError, match="block_out_channels.*config.json"):
+        nd.UNet2DConditionModel.from_pretrained(broken / "unet")
