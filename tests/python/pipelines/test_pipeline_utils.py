@@ -79,3 +79,30 @@ def test_config_with_wrong_types_names_key_and_file(checkpoint, tmp_path):
     (broken / "unet" / "config.json").write_text(json.dumps({**config, "block_out_channels": "wide"}))
     with pytest.raises(ValueError, match="block_out_channels.*config.json"):
         nd.UNet2DConditionModel.from_pretrained(broken / "unet")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour of the offload calls")
+def test_guide_memory_calls_on_a_cpu_only_machine(checkpoint):
+    """The guide calls these in every snippet. Without a GPU, offloading warns once and the pipeline
+    stays on the CPU (diffusers raises there); xformers never raises, with or without xformers."""
+    import warnings
+
+    from native_diffusers.pipelines import pipeline_utils
+
+    pipeline_utils._WARNED.clear()
+    pipe = nd.AutoPipelineForImage2Image.from_pretrained(checkpoint)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.enable_model_cpu_offload()
+        pipe.enable_model_cpu_offload()
+        pipe.enable_sequential_cpu_offload()
+    messages = [str(w.message) for w in caught]
+    assert sum("enable_model_cpu_offload" in m for m in messages) == 1
+    assert sum("enable_sequential_cpu_offload" in m for m in messages) == 1
+    assert pipe.device.type == "cpu"
+    pipe.enable_xformers_memory_efficient_attention()
+    pipe.disable_xformers_memory_efficient_attention()
+    pipe.enable_attention_slicing()
+    pipe.enable_vae_slicing()
+    pipe.remove_all_hooks()
+    pipe.maybe_free_model_hooks()
