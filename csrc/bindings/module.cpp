@@ -11,6 +11,7 @@ void bind_io(py::module_& m);
 void bind_tokenizers(py::module_& m);
 void bind_models(py::module_& m);
 void bind_pipelines(py::module_& m);
+void bind_torch_ops(py::module_& m);
 void bind_schedulers(py::module_& m);
 }  // namespace nd::bindings
 
@@ -35,6 +36,7 @@ PYBIND11_MODULE(_C, m) {
   nd::bindings::bind_tokenizers(m);
   nd::bindings::bind_models(m);
   nd::bindings::bind_pipelines(m);
+  nd::bindings::bind_torch_ops(m);
   nd::bindings::bind_schedulers(m);
 #ifdef ND_WITH_KERNELS
   m.attr("has_cuda_kernels") = true;

@@ -140,3 +140,17 @@ def test_sdxl_unet_text_time_matches_diffusers(tmp_path, config, n_time_ids):
     assert (got - expected).abs().max().item() <= FP32_ATOL
     with pytest.raises(ValueError, match="text_embeds"):
         ours(sample, 700, context)
+
+
+def test_torch_compile_fullgraph_traces_one_opaque_call(tmp_path):
+    """The guide's `pipeline.unet = torch.compile(pipeline.unet, mode="reduce-overhead", fullgraph=True)`:
+    the forward is a single torch.library op with a fake implementation, so tracing succeeds and the
+    compiled module gives the engine's own result."""
+    _save_unet(TINY, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)
+    sample, context = _inputs(TINY)
+    t = torch.tensor(500)
+    eager = ours(sample, t, context).sample
+    compiled = torch.compile(ours, mode="reduce-overhead", fullgraph=True)
+    assert torch.equal(compiled(sample, t, context).sample, eager)
+    assert compiled.config.in_channels == 4  # attribute access passes through to the module

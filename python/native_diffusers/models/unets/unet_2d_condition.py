@@ -1,5 +1,6 @@
 """diffusers' ``UNet2DConditionModel`` on the native engine (SD 1.x/2.x family)."""
 
+import weakref
 from typing import Any, Optional
 
 import torch
@@ -9,8 +10,28 @@ from ...utils.outputs import UNet2DConditionOutput
 from ..modeling_utils import NativeModelMixin
 
 
+# handle -> the Python model, for the op's fake (shape-only) implementation under torch.compile.
+_LIVE_UNETS = weakref.WeakValueDictionary()
+
+
+@torch.library.register_fake("native_diffusers::unet_forward")
+def _unet_forward_fake(handle, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None):
+    unet = _LIVE_UNETS[handle]
+    batch, _, height, width = sample.shape
+    return sample.new_empty((batch, unet.config.get("out_channels", 4), height, width), dtype=unet.dtype)
+
+
 class UNet2DConditionModel(NativeModelMixin):
+    """Its forward is one torch.library op (``native_diffusers::unet_forward``) with a fake
+    implementation, so ``torch.compile(unet, fullgraph=True)`` traces a single opaque call."""
+
     _engine_class = _C.UNet2DConditionModel
+
+    def __init__(self, engine, config, name_or_path):
+        super().__init__(engine, config, name_or_path)
+        self._handle = _C.register_unet(engine)
+        _LIVE_UNETS[self._handle] = self
+        weakref.finalize(self, _C.unregister_unet, self._handle)
 
     def forward(
         self,
@@ -52,8 +73,10 @@ class UNet2DConditionModel(NativeModelMixin):
         unknown = set(added_cond_kwargs) - {"text_embeds", "time_ids"}
         if unknown:
             raise NotImplementedError(f"added_cond_kwargs {sorted(unknown)} are not supported yet")
-        out = self._engine.forward(sample, timestep, encoder_hidden_states, added_cond_kwargs.get("text_embeds"),
-                                   added_cond_kwargs.get("time_ids"))
+        out = torch.ops.native_diffusers.unet_forward(
+            self._handle, sample, timestep, encoder_hidden_states, added_cond_kwargs.get("text_embeds"),
+            added_cond_kwargs.get("time_ids"),
+        )
         if not return_dict:
             return (out,)
         return UNet2DConditionOutput(sample=out)

@@ -278,3 +278,13 @@ def test_repeated_calls_do_not_grow_host_memory(pipes):
     # Catches a leak of about 2 MiB or more per call (a UNet activation set, a weight copy); smaller
     # leaks hide in the allocator's own fluctuation, which is what the 32 MiB allows for.
     assert _rss_mib() - before < 32
+
+
+def test_guide_torch_compile_of_pipeline_unet_keeps_the_image(sd_checkpoint):
+    ours = nd.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint)
+    ours.set_progress_bar_config(disable=True)
+    kwargs = dict(prompt="a cat", image=_image(), num_inference_steps=4, output_type="np")
+    before = ours(generator=torch.Generator().manual_seed(0), **kwargs).images
+    ours.unet = torch.compile(ours.unet, mode="reduce-overhead", fullgraph=True)
+    after = ours(generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert np.array_equal(before, after)

@@ -1,0 +1,80 @@
+// The engine's models as torch.library ops, so torch.compile(..., fullgraph=True) sees one opaque
+// call instead of failing on a pybind11 function (the guide compiles pipeline.unet). One op per
+// model entry point; a model is named by a handle from its registry. Schemas:
+//   unet_forward: UNet2DConditionModel.forward (sample, timestep, encoder_hidden_states, SDXL's
+//                 text_embeds/time_ids) -> noise prediction.
+#include <pybind11/pybind11.h>
+#include <torch/library.h>
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/errors.h"
+#include "models/unets/unet_2d_condition.h"
+
+namespace py = pybind11;
+
+namespace nd::bindings {
+namespace {
+
+// Weak references: the Python model owns its engine; a handle outliving it is a clear error.
+class UNetRegistry {
+ public:
+  int64_t add(const std::shared_ptr<UNet2DConditionModel>& unet) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const int64_t handle = next_++;
+    entries_[handle] = unet;
+    return handle;
+  }
+  std::shared_ptr<UNet2DConditionModel> get(int64_t handle) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(handle);
+    std::shared_ptr<UNet2DConditionModel> unet = it == entries_.end() ? nullptr : it->second.lock();
+    if (!unet) throw ValueError("native_diffusers::unet_forward: no live UNet with handle " + std::to_string(handle));
+    return unet;
+  }
+  void remove(int64_t handle) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    entries_.erase(handle);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<int64_t, std::weak_ptr<UNet2DConditionModel>> entries_;
+  int64_t next_ = 1;
+};
+
+UNetRegistry& unet_registry() {
+  static UNetRegistry registry;
+  return registry;
+}
+
+at::Tensor unet_forward(int64_t handle, const at::Tensor& sample, const at::Tensor& timestep,
+                        const at::Tensor& encoder_hidden_states, const std::optional<at::Tensor>& text_embeds,
+                        const std::optional<at::Tensor>& time_ids) {
+  UNetAddedConditions added;
+  if (text_embeds) added.text_embeds = *text_embeds;
+  if (time_ids) added.time_ids = *time_ids;
+  return unet_registry().get(handle)->forward(sample, timestep, encoder_hidden_states, added);
+}
+
+}  // namespace
+
+void bind_torch_ops(py::module_& m) {
+  m.def("register_unet", [](const std::shared_ptr<UNet2DConditionModel>& unet) { return unet_registry().add(unet); });
+  m.def("unregister_unet", [](int64_t handle) { unet_registry().remove(handle); });
+}
+
+}  // namespace nd::bindings
+
+TORCH_LIBRARY(native_diffusers, m) {
+  m.def(
+      "unet_forward(int handle, Tensor sample, Tensor timestep, Tensor encoder_hidden_states, "
+      "Tensor? text_embeds=None, Tensor? time_ids=None) -> Tensor");
+}
+
+// One implementation for every device: the engine dispatches on the tensors' device itself.
+TORCH_LIBRARY_IMPL(native_diffusers, CompositeExplicitAutograd, m) {
+  m.impl("unet_forward", &nd::bindings::unet_forward);
+}
