@@ -73,10 +73,14 @@ class UNet2DConditionModel(NativeModelMixin):
         unknown = set(added_cond_kwargs) - {"text_embeds", "time_ids"}
         if unknown:
             raise NotImplementedError(f"added_cond_kwargs {sorted(unknown)} are not supported yet")
-        out = torch.ops.native_diffusers.unet_forward(
-            self._handle, sample, timestep, encoder_hidden_states, added_cond_kwargs.get("text_embeds"),
-            added_cond_kwargs.get("time_ids"),
-        )
+        args = (sample, timestep, encoder_hidden_states, added_cond_kwargs.get("text_embeds"),
+                added_cond_kwargs.get("time_ids"))
+        if torch.compiler.is_compiling():
+            # Under torch.compile: the opaque op (errors surface as RuntimeError through the dispatcher).
+            out = torch.ops.native_diffusers.unet_forward(self._handle, *args)
+        else:
+            # Eager: straight into the engine, so its errors keep their Python types (ValueError...).
+            out = self._engine.forward(*args)
         if not return_dict:
             return (out,)
         return UNet2DConditionOutput(sample=out)
