@@ -133,13 +133,16 @@ def main():
           f"{datetime.date.today()}")
     print("| impl | UNet ms/step (batch 2) | UNet it/s | VAE decode ms | end-to-end s | peak GiB |")
     print("|---|---|---|---|---|---|")
+    on_gpu = device.type == "cuda"
     for r in results:
+        peak = f"{r['peak_gib']:.2f}" if on_gpu else "n/a (CPU)"
         print(f"| {r['name']} | {r['unet_ms']:.2f} | {1e3 / r['unet_ms']:.1f} | {r['decode_ms']:.2f} | "
-              f"{r['e2e_s']:.3f} | {r['peak_gib']:.2f} |")
+              f"{r['e2e_s']:.3f} | {peak} |")
     ref_r, our_r = results
+    peak_ratio = f"{our_r['peak_gib'] / ref_r['peak_gib']:.2f}x" if on_gpu else "n/a"
     print(f"| ours/diffusers | {our_r['unet_ms'] / ref_r['unet_ms']:.2f}x time | "
           f"{ref_r['unet_ms'] / our_r['unet_ms']:.2f}x rate | {our_r['decode_ms'] / ref_r['decode_ms']:.2f}x | "
-          f"{our_r['e2e_s'] / ref_r['e2e_s']:.2f}x | {our_r['peak_gib'] / ref_r['peak_gib']:.2f}x |")
+          f"{our_r['e2e_s'] / ref_r['e2e_s']:.2f}x | {peak_ratio} |")
 
 
 if __name__ == "__main__":
