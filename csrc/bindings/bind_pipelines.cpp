@@ -5,31 +5,72 @@
 #include <torch/extension.h>
 
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
+#include "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.h"
 
 namespace py = pybind11;
 
 namespace nd::bindings {
 namespace {
 
-// Wraps a Python callback_on_step_end; it runs only when the caller supplied one.
-StepCallback wrap_step_callback(const std::optional<py::function>& callback) {
-  if (!callback) return nullptr;
-  py::function fn = *callback;
-  return [fn](int64_t step, const at::Tensor& timestep, StepTensors& tensors) {
-    py::gil_scoped_acquire gil;
-    py::dict current;
-    current["latents"] = tensors.latents;
-    current["prompt_embeds"] = tensors.prompt_embeds;
-    if (tensors.negative_prompt_embeds.defined()) current["negative_prompt_embeds"] = tensors.negative_prompt_embeds;
-    py::object result = fn(step, timestep, current);
-    if (result.is_none()) return;
-    py::dict updates = result.cast<py::dict>();
-    if (updates.contains("latents")) tensors.latents = updates["latents"].cast<at::Tensor>();
-    if (updates.contains("prompt_embeds")) tensors.prompt_embeds = updates["prompt_embeds"].cast<at::Tensor>();
-    if (updates.contains("negative_prompt_embeds")) {
-      tensors.negative_prompt_embeds = updates["negative_prompt_embeds"].cast<at::Tensor>();
-    }
-  };
+void bind_stable_diffusion_xl(py::module_& m) {
+  using R = StableDiffusionXLRequest;
+  py::class_<R>(m, "StableDiffusionXLRequest")
+      .def(py::init<>())
+      .def_readwrite("prompt", &R::prompt)
+      .def_readwrite("prompt_2", &R::prompt_2)
+      .def_readwrite("negative_prompt", &R::negative_prompt)
+      .def_readwrite("negative_prompt_2", &R::negative_prompt_2)
+      .def_readwrite("prompt_embeds", &R::prompt_embeds)
+      .def_readwrite("negative_prompt_embeds", &R::negative_prompt_embeds)
+      .def_readwrite("pooled_prompt_embeds", &R::pooled_prompt_embeds)
+      .def_readwrite("negative_pooled_prompt_embeds", &R::negative_pooled_prompt_embeds)
+      .def_readwrite("clip_skip", &R::clip_skip)
+      .def_readwrite("image", &R::image)
+      .def_readwrite("latents", &R::latents)
+      .def_readwrite("height", &R::height)
+      .def_readwrite("width", &R::width)
+      .def_readwrite("strength", &R::strength)
+      .def_readwrite("num_inference_steps", &R::num_inference_steps)
+      .def_readwrite("timesteps", &R::timesteps)
+      .def_readwrite("sigmas", &R::sigmas)
+      .def_readwrite("denoising_start", &R::denoising_start)
+      .def_readwrite("denoising_end", &R::denoising_end)
+      .def_readwrite("add_noise", &R::add_noise)
+      .def_readwrite("guidance_scale", &R::guidance_scale)
+      .def_readwrite("guidance_rescale", &R::guidance_rescale)
+      .def_readwrite("num_images_per_prompt", &R::num_images_per_prompt)
+      .def_readwrite("eta", &R::eta)
+      .def_readwrite("generators", &R::generators)
+      .def_readwrite("original_size", &R::original_size)
+      .def_readwrite("crops_coords_top_left", &R::crops_coords_top_left)
+      .def_readwrite("target_size", &R::target_size)
+      .def_readwrite("negative_original_size", &R::negative_original_size)
+      .def_readwrite("negative_crops_coords_top_left", &R::negative_crops_coords_top_left)
+      .def_readwrite("negative_target_size", &R::negative_target_size)
+      .def_readwrite("aesthetic_score", &R::aesthetic_score)
+      .def_readwrite("negative_aesthetic_score", &R::negative_aesthetic_score)
+      .def_readwrite("output_latents", &R::output_latents)
+      .def_readwrite("progress_bar", &R::progress_bar)
+      .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
+
+  py::class_<StableDiffusionXLPipeline, std::shared_ptr<StableDiffusionXLPipeline>>(m, "StableDiffusionXLPipeline")
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>, std::shared_ptr<CLIPTokenizer>,
+                    std::shared_ptr<CLIPTextModel>, std::shared_ptr<UNet2DConditionModel>,
+                    std::shared_ptr<AutoencoderKL>, std::shared_ptr<Scheduler>, bool>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("tokenizer_2"), py::arg("text_encoder_2"),
+           py::arg("unet"), py::arg("vae"), py::arg("scheduler"), py::arg("force_zeros_for_empty_prompt"))
+      .def("run", &StableDiffusionXLPipeline::run, py::arg("request"), py::call_guard<py::gil_scoped_release>());
+
+  py::class_<StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline,
+             std::shared_ptr<StableDiffusionXLImg2ImgPipeline>>(m, "StableDiffusionXLImg2ImgPipeline")
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>, std::shared_ptr<CLIPTokenizer>,
+                    std::shared_ptr<CLIPTextModel>, std::shared_ptr<UNet2DConditionModel>,
+                    std::shared_ptr<AutoencoderKL>, std::shared_ptr<Scheduler>, bool, bool>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("tokenizer_2"), py::arg("text_encoder_2"),
+           py::arg("unet"), py::arg("vae"), py::arg("scheduler"), py::arg("force_zeros_for_empty_prompt"),
+           py::arg("requires_aesthetics_score"))
+      .def("run", &StableDiffusionXLImg2ImgPipeline::run, py::arg("request"),
+           py::call_guard<py::gil_scoped_release>());
 }
 
 }  // namespace
@@ -49,7 +90,7 @@ void bind_pipelines(py::module_& m) {
              int64_t num_inference_steps, std::vector<double> timesteps, std::vector<double> sigmas,
              double guidance_scale, int64_t num_images_per_prompt, double eta,
              std::vector<at::Generator> generators, std::optional<int64_t> clip_skip, bool output_latents,
-             bool progress_bar, std::optional<py::function> callback_on_step_end) {
+             bool progress_bar, StepCallback callback_on_step_end) {
             StableDiffusionImg2ImgRequest r;
             r.prompt = std::move(prompt);
             r.negative_prompt = std::move(negative_prompt);
@@ -67,7 +108,7 @@ void bind_pipelines(py::module_& m) {
             r.clip_skip = clip_skip;
             r.output_latents = output_latents;
             r.progress_bar = progress_bar;
-            r.callback_on_step_end = wrap_step_callback(callback_on_step_end);
+            r.callback_on_step_end = std::move(callback_on_step_end);
             py::gil_scoped_release release;
             return self.run(r);
           },
@@ -76,6 +117,7 @@ void bind_pipelines(py::module_& m) {
           py::arg("num_inference_steps"), py::arg("timesteps"), py::arg("sigmas"), py::arg("guidance_scale"),
           py::arg("num_images_per_prompt"), py::arg("eta"), py::arg("generators"), py::arg("clip_skip"),
           py::arg("output_latents"), py::arg("progress_bar"), py::arg("callback_on_step_end"));
+  bind_stable_diffusion_xl(m);
 }
 
 }  // namespace nd::bindings

@@ -106,6 +106,8 @@ class Scheduler {
 
   const at::Tensor& betas() const { return betas_; }
   const at::Tensor& alphas_cumprod() const { return alphas_cumprod_; }
+  // The config's num_train_timesteps (the length of the training schedule).
+  int64_t num_train_timesteps() const { return alphas_cumprod_.defined() ? alphas_cumprod_.size(0) : 0; }
 
  protected:
   // Ref: diffusers index_for_timestep: the position of `timestep` in `schedule`, taking the

@@ -21,14 +21,18 @@ from .schedulers import (
 )
 from .pipelines import (
     AutoPipelineForImage2Image,
+    AutoPipelineForText2Image,
     DiffusionPipeline,
     ImagePipelineOutput,
     StableDiffusionImg2ImgPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
 )
 from .image_processor import VaeImageProcessor
 
 __all__ = [
     "AutoPipelineForImage2Image",
+    "AutoPipelineForText2Image",
     "AutoencoderKL",
     "CLIPTextModel",
     "CLIPTextModelWithProjection",
@@ -44,6 +48,8 @@ __all__ = [
     "LMSDiscreteScheduler",
     "PNDMScheduler",
     "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionXLImg2ImgPipeline",
+    "StableDiffusionXLPipeline",
     "UNet2DConditionModel",
     "UniPCMultistepScheduler",
     "VaeImageProcessor",

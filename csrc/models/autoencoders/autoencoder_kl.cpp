@@ -42,6 +42,10 @@ AutoencoderKLConfig AutoencoderKLConfig::from_json(const io::JsonConfig& json) {
   c.use_quant_conv = json.get_bool("use_quant_conv", c.use_quant_conv);
   c.use_post_quant_conv = json.get_bool("use_post_quant_conv", c.use_post_quant_conv);
   c.mid_block_add_attention = json.get_bool("mid_block_add_attention", c.mid_block_add_attention);
+  // Per-channel latent normalisation (some later VAEs); silently ignoring it would skew every image.
+  for (const char* key : {"latents_mean", "latents_std"}) {
+    if (json.has_value(key)) json.fail(key, "per-channel latent normalisation is not supported yet");
+  }
   for (int64_t ch : c.block_out_channels) {
     if (ch <= 0) json.fail("block_out_channels", "channels must be positive");
   }

@@ -8,7 +8,6 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,18 +16,11 @@
 #include "models/autoencoders/autoencoder_kl.h"
 #include "models/clip/modeling_clip.h"
 #include "models/unets/unet_2d_condition.h"
+#include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
 
 namespace nd {
-
-// The tensors diffusers exposes to callback_on_step_end; a callback may replace any of them.
-struct StepTensors {
-  at::Tensor latents;
-  at::Tensor prompt_embeds;           // with classifier-free guidance: [negative; positive]
-  at::Tensor negative_prompt_embeds;  // undefined without guidance
-};
-using StepCallback = std::function<void(int64_t step, const at::Tensor& timestep, StepTensors& tensors)>;
 
 struct StableDiffusionImg2ImgRequest {
   std::vector<std::string> prompt;           // empty when prompt_embeds is given
@@ -47,7 +39,7 @@ struct StableDiffusionImg2ImgRequest {
   std::optional<int64_t> clip_skip;
   bool output_latents = false;
   bool progress_bar = true;
-  StepCallback callback_on_step_end;
+  StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, negative_prompt_embeds
 };
 
 class StableDiffusionImg2ImgPipeline {
@@ -73,7 +65,7 @@ class StableDiffusionImg2ImgPipeline {
   at::Tensor encode_text(const std::vector<std::string>& texts, int64_t max_length,
                          std::optional<int64_t> clip_skip) const;
   at::Tensor prepare_latents(const at::Tensor& image, const at::Tensor& timestep, int64_t batch_size,
-                             at::ScalarType dtype, const std::vector<at::Generator>& generators) const;
+                             at::ScalarType dtype, const std::vector<at::Generator>& generators);
   c10::Device execution_device() const { return unet_->device(); }
 
   std::shared_ptr<CLIPTokenizer> tokenizer_;

@@ -1,6 +1,15 @@
-from .auto_pipeline import AutoPipelineForImage2Image
+from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForText2Image
 from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from .stable_diffusion import StableDiffusionImg2ImgPipeline
+from .stable_diffusion_xl import (
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+    StableDiffusionXLPipelineOutput,
+)
 
 # Pipelines reachable from DiffusionPipeline.from_pretrained by model_index.json's _class_name.
-PIPELINE_CLASSES = {"StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline}
+PIPELINE_CLASSES = {
+    "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
+    "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
+    "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLImg2ImgPipeline,
+}

@@ -1,21 +1,31 @@
-"""diffusers' ``AutoPipelineForImage2Image``: picks the image-to-image pipeline of a checkpoint's
-model family from the ``_class_name`` in its ``model_index.json``."""
+"""diffusers' ``AutoPipelineForImage2Image`` and ``AutoPipelineForText2Image``: pick the pipeline of
+a checkpoint's model family for the task, from the ``_class_name`` in its ``model_index.json``."""
 
 import os
 
 from ..configuration_utils import read_config_file
 from ..utils.hub_utils import resolve_model_path
 from .stable_diffusion import StableDiffusionImg2ImgPipeline
+from .stable_diffusion_xl import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
-# Ref: diffusers auto_pipeline.py, AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, keyed here by the
-# pipeline classes a checkpoint's model_index.json may name.
+# Ref: diffusers auto_pipeline.py, AUTO_IMAGE2IMAGE_PIPELINES_MAPPING and
+# AUTO_TEXT2IMAGE_PIPELINES_MAPPING, keyed here by the pipeline classes a checkpoint's
+# model_index.json may name (diffusers maps a family's pipelines to each other the same way).
 _IMAGE2IMAGE_BY_CLASS_NAME = {
     "StableDiffusionPipeline": StableDiffusionImg2ImgPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
+    "StableDiffusionXLPipeline": StableDiffusionXLImg2ImgPipeline,
+    "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLImg2ImgPipeline,
+}
+_TEXT2IMAGE_BY_CLASS_NAME = {
+    "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
+    "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLPipeline,
 }
 
 
-class AutoPipelineForImage2Image:
+class _AutoPipeline:
+    _mapping: dict = {}
+
     def __init__(self, *args, **kwargs):
         raise EnvironmentError(
             f"{self.__class__.__name__} is designed to be instantiated using the "
@@ -29,9 +39,36 @@ class AutoPipelineForImage2Image:
         folder = resolve_model_path(pretrained_model_or_path, **hub_kwargs)
         index = read_config_file(os.path.join(folder, "model_index.json"))
         name = index.get("_class_name")
-        if name not in _IMAGE2IMAGE_BY_CLASS_NAME:
+        if name not in cls._mapping:
             raise ValueError(
                 f"AutoPipeline can't find a pipeline linked to {name} for None (model_index.json in {folder}); "
-                f"native_diffusers supports {sorted(_IMAGE2IMAGE_BY_CLASS_NAME)}."
+                f"native_diffusers' {cls.__name__} supports {sorted(cls._mapping)}."
             )
-        return _IMAGE2IMAGE_BY_CLASS_NAME[name].from_pretrained(pretrained_model_or_path, **kwargs)
+        return cls._mapping[name].from_pretrained(pretrained_model_or_path, **kwargs)
+
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        """Ref: diffusers AutoPipeline*.from_pipe: the same components in the task's pipeline class,
+        without loading anything again."""
+        name = type(pipeline).__name__
+        if name not in cls._mapping:
+            raise ValueError(f"AutoPipeline can't find a pipeline linked to {name} for None")
+        target = cls._mapping[name]
+        components = {k: v for k, v in pipeline.components.items() if k in target._expected_components()}
+        components.update({k: kwargs.pop(k) for k in list(kwargs) if k in target._expected_components()})
+        options = {k: v for k, v in pipeline.config.items()
+                   if k in target._config_parameters() and not isinstance(v, (list, tuple))}
+        options.update({k: kwargs.pop(k) for k in list(kwargs) if k in target._config_parameters()})
+        if kwargs:
+            raise ValueError(f"unexpected keyword arguments {sorted(kwargs)} for {target.__name__}.from_pipe")
+        new = target(**components, **options)
+        new.name_or_path = getattr(pipeline, "name_or_path", None)
+        return new
+
+
+class AutoPipelineForImage2Image(_AutoPipeline):
+    _mapping = _IMAGE2IMAGE_BY_CLASS_NAME
+
+
+class AutoPipelineForText2Image(_AutoPipeline):
+    _mapping = _TEXT2IMAGE_BY_CLASS_NAME

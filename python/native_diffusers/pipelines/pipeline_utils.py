@@ -5,7 +5,7 @@ components are engine-backed; the denoising loop itself runs in the engine."""
 import inspect
 import os
 import warnings
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -70,6 +70,22 @@ class DiffusionPipeline:
     def config(self) -> FrozenDict:
         return self._internal_dict
 
+    def register_to_config(self, **kwargs):
+        """diffusers' way to change a pipeline's own options (``requires_aesthetics_score``...)."""
+        config = dict(self._internal_dict)
+        config.update(kwargs)
+        self._internal_dict = FrozenDict(config)
+        self.__dict__.pop("_engine", None)
+
+    @classmethod
+    def _config_parameters(cls):
+        """The ``__init__`` arguments that are options, not components (diffusers writes them into
+        model_index.json with ``register_to_config``)."""
+        params = inspect.signature(cls.__init__).parameters
+        components = set(cls._expected_components())
+        return [n for n, p in params.items() if n != "self" and n not in components
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
     @classmethod
     def _expected_components(cls):
         params = inspect.signature(cls.__init__).parameters
@@ -119,6 +135,11 @@ class DiffusionPipeline:
                 )
             else:
                 loaded[name] = component_class.from_pretrained(subfolder)
+        for name in pipeline_class._config_parameters():
+            if name in kwargs:
+                loaded[name] = kwargs.pop(name)
+            elif name in index and not isinstance(index[name], (list, tuple)):
+                loaded[name] = index[name]
         if kwargs:
             warnings.warn(f"Keyword arguments {sorted(kwargs)} are not expected by {pipeline_class.__name__} and will be ignored.")
         pipeline = pipeline_class(**loaded)
@@ -135,6 +156,38 @@ class DiffusionPipeline:
         if name not in PIPELINE_CLASSES:
             raise ValueError(f"Unknown `_class_name` {name!r} in {os.path.join(folder, cls.config_name)}.")
         return PIPELINE_CLASSES[name]
+
+    # -- call helpers every pipeline shares ----------------------------------------------------
+    @staticmethod
+    def _generators(generator) -> List[torch.Generator]:
+        if generator is None:
+            return []
+        generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+        for g in generators:
+            if not isinstance(g, torch.Generator):
+                raise TypeError(f"`generator` must be a torch.Generator or a list of them, got {type(g).__name__}")
+        return generators
+
+    def _check_custom_schedule(self, timesteps, sigmas):
+        # Ref: diffusers retrieve_timesteps: only schedulers whose set_timesteps takes them accept them.
+        if timesteps is not None and sigmas is not None:
+            raise ValueError("Only one of `timesteps` or `sigmas` can be passed. Please choose one to set custom values")
+        accepted = set(inspect.signature(self.scheduler.set_timesteps).parameters)
+        for name, value in (("timestep", timesteps), ("sigmas", sigmas)):
+            if value is not None and (name + ("s" if name == "timestep" else "")) not in accepted:
+                raise ValueError(
+                    f"The current scheduler class {self.scheduler.__class__}'s `set_timesteps` does not support custom"
+                    f" {name} schedules. Please check whether you are using the correct scheduler."
+                )
+
+    def _wrap_callback(self, callback, tensor_inputs):
+        # The only path on which the engine calls into Python per step: the caller asked for it.
+        def on_step(step: int, timestep: torch.Tensor, tensors: Dict[str, torch.Tensor]):
+            kwargs = {k: tensors.get(k) for k in tensor_inputs}
+            outputs = callback(self, step, timestep, kwargs) or {}
+            return {k: v for k, v in outputs.items() if k in self._callback_tensor_inputs}
+
+        return on_step
 
     # -- device and dtype -------------------------------------------------------------------
     def _modules(self):

@@ -123,16 +123,6 @@ class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
             )
         return negatives
 
-    @staticmethod
-    def _generators(generator) -> List[torch.Generator]:
-        if generator is None:
-            return []
-        generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
-        for g in generators:
-            if not isinstance(g, torch.Generator):
-                raise TypeError(f"`generator` must be a torch.Generator or a list of them, got {type(g).__name__}")
-        return generators
-
     @torch.no_grad()
     def __call__(
         self,
@@ -226,24 +216,3 @@ class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
         if not return_dict:
             return (images, None)
         return StableDiffusionPipelineOutput(images=images, nsfw_content_detected=None)
-
-    def _check_custom_schedule(self, timesteps, sigmas):
-        # Ref: diffusers retrieve_timesteps: only schedulers whose set_timesteps takes them accept them.
-        if timesteps is not None and sigmas is not None:
-            raise ValueError("Only one of `timesteps` or `sigmas` can be passed. Please choose one to set custom values")
-        accepted = set(inspect.signature(self.scheduler.set_timesteps).parameters)
-        for name, value in (("timestep", timesteps), ("sigmas", sigmas)):
-            if value is not None and (name + ("s" if name == "timestep" else "")) not in accepted:
-                raise ValueError(
-                    f"The current scheduler class {self.scheduler.__class__}'s `set_timesteps` does not support custom"
-                    f" {name} schedules. Please check whether you are using the correct scheduler."
-                )
-
-    def _wrap_callback(self, callback, tensor_inputs):
-        # The only path on which the engine calls into Python per step: the caller asked for it.
-        def on_step(step: int, timestep: torch.Tensor, tensors: Dict[str, torch.Tensor]):
-            kwargs = {k: tensors[k] for k in tensor_inputs}
-            outputs = callback(self, step, timestep, kwargs) or {}
-            return {k: v for k, v in outputs.items() if k in self._callback_tensor_inputs}
-
-        return on_step

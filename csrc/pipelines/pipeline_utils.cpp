@@ -1,0 +1,170 @@
+#include "pipelines/pipeline_utils.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <string>
+
+#include "core/errors.h"
+#include "core/random.h"
+
+namespace nd {
+
+void run_step_callback(const StepCallback& callback, int64_t step, const at::Tensor& timestep,
+                       StepTensors& tensors) {
+  if (!callback) return;
+  const StepTensors updates = callback(step, timestep, tensors);
+  for (const auto& [name, tensor] : updates) {
+    auto it = tensors.find(name);
+    if (it != tensors.end() && tensor.defined()) it->second = tensor;
+  }
+}
+
+at::Tensor tokenize_padded(const CLIPTokenizer& tokenizer, const std::vector<std::string>& texts,
+                           int64_t max_length) {
+  const CLIPBatchEncoding enc = tokenizer(texts, PaddingStrategy::kMaxLength, true, max_length);
+  const int64_t batch = static_cast<int64_t>(enc.input_ids.size());
+  const int64_t length = batch == 0 ? 0 : static_cast<int64_t>(enc.input_ids.front().size());
+  at::Tensor ids = at::empty({batch, length}, at::kLong);
+  auto acc = ids.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < length; ++i) acc[b][i] = enc.input_ids[b][i];
+  }
+  return ids;
+}
+
+at::Tensor repeat_per_prompt(const at::Tensor& embeds, int64_t num_images_per_prompt) {
+  return num_images_per_prompt == 1 ? embeds : embeds.repeat_interleave(num_images_per_prompt, 0);
+}
+
+int64_t retrieve_timesteps(Scheduler& scheduler, int64_t num_inference_steps, c10::Device device,
+                           const std::vector<double>& timesteps, const std::vector<double>& sigmas) {
+  const bool custom = !timesteps.empty() || !sigmas.empty();
+  scheduler.set_timesteps(custom ? std::nullopt : std::optional<int64_t>(num_inference_steps), device, timesteps,
+                          sigmas);
+  return custom ? scheduler.timesteps().size(0) : num_inference_steps;
+}
+
+TimestepWindow get_timesteps(Scheduler& scheduler, int64_t num_inference_steps, double strength,
+                             std::optional<double> denoising_start) {
+  const at::Tensor all = scheduler.timesteps();
+  const int64_t total = all.size(0);
+  if (!denoising_start) {
+    // Ref: int() truncates the float product (50 * 0.58 -> 28).
+    const int64_t init_timestep =
+        std::min(static_cast<int64_t>(static_cast<double>(num_inference_steps) * strength), num_inference_steps);
+    const int64_t t_start = std::max<int64_t>(num_inference_steps - init_timestep, 0);
+    const int64_t first = std::min<int64_t>(t_start * scheduler.order(), total);
+    scheduler.set_begin_index(t_start * scheduler.order());
+    return {all.narrow(0, first, total - first), num_inference_steps - t_start};
+  }
+  // Strength is irrelevant when the caller names the timestep to start at.
+  const double train = static_cast<double>(scheduler.num_train_timesteps());
+  const double cutoff = std::nearbyint(train - *denoising_start * train);
+  int64_t steps = (all < cutoff).sum().item<int64_t>();
+  // Ref: a second-order scheduler duplicates every timestep but the first; an even count would
+  // stop between the two evaluations of one step.
+  if (scheduler.order() == 2 && steps % 2 == 0) steps += 1;
+  steps = std::min(steps, total);
+  const int64_t t_start = total - steps;
+  scheduler.set_begin_index(t_start);
+  return {all.narrow(0, t_start, steps), steps};
+}
+
+TimestepWindow cut_at_denoising_end(const TimestepWindow& window, const Scheduler& scheduler,
+                                    double denoising_end) {
+  const double train = static_cast<double>(scheduler.num_train_timesteps());
+  const double cutoff = std::nearbyint(train - denoising_end * train);
+  const int64_t kept = (window.timesteps >= cutoff).sum().item<int64_t>();
+  return {window.timesteps.narrow(0, 0, kept), kept};
+}
+
+namespace {
+
+// Runs `fn` with the VAE in float32 when it is float16 and the checkpoint asks for the upcast,
+// restoring its dtype afterwards (diffusers: "make sure the VAE is in float32 mode, as it
+// overflows in float16").
+template <typename Fn>
+at::Tensor with_upcast_vae(AutoencoderKL& vae, bool force_upcast, const at::Tensor& input, Fn fn) {
+  const at::ScalarType original = vae.dtype();
+  const bool upcast = force_upcast && vae.config().force_upcast && original == at::kHalf;
+  if (!upcast) return fn(input.to(original));
+  vae.to(std::nullopt, at::kFloat);
+  try {
+    at::Tensor out = fn(input.to(at::kFloat));
+    vae.to(std::nullopt, original);
+    return out;
+  } catch (...) {
+    vae.to(std::nullopt, original);
+    throw;
+  }
+}
+
+}  // namespace
+
+at::Tensor encode_image_latents(AutoencoderKL& vae, const at::Tensor& image_in, int64_t batch_size,
+                                at::ScalarType dtype, c10::Device device,
+                                const std::vector<at::Generator>& generators, bool force_upcast) {
+  at::Tensor image = image_in.to(device, dtype);
+  at::Tensor init_latents;
+  if (image.size(1) == vae.config().latent_channels) {
+    init_latents = image;
+  } else {
+    if (generators.size() > 1 && static_cast<int64_t>(generators.size()) != batch_size) {
+      throw ValueError("You have passed a list of generators of length " + std::to_string(generators.size()) +
+                       ", but requested an effective batch size of " + std::to_string(batch_size) +
+                       ". Make sure the batch size matches the length of the generators.");
+    }
+    if (generators.size() > 1 && image.size(0) < batch_size) {
+      if (batch_size % image.size(0) != 0) {
+        throw ValueError("Cannot duplicate `image` of batch size " + std::to_string(image.size(0)) +
+                         " to effective batch_size " + std::to_string(batch_size) + " ");
+      }
+      image = image.repeat({batch_size / image.size(0), 1, 1, 1});
+    }
+    init_latents = with_upcast_vae(vae, force_upcast, image, [&](const at::Tensor& x) {
+      if (generators.size() <= 1) return sample_diagonal_gaussian(vae.encode(x), generators);
+      // One VAE encode per image so each draws its latent sample from its own generator.
+      std::vector<at::Tensor> parts;
+      for (int64_t i = 0; i < batch_size; ++i) {
+        parts.push_back(sample_diagonal_gaussian(vae.encode(x.narrow(0, i, 1)), {generators[i]}));
+      }
+      return at::cat(parts, 0);
+    });
+    init_latents = init_latents.to(dtype) * vae.config().scaling_factor;
+  }
+  if (batch_size > init_latents.size(0)) {
+    if (batch_size % init_latents.size(0) != 0) {
+      throw ValueError("Cannot duplicate `image` of batch size " + std::to_string(init_latents.size(0)) + " to " +
+                       std::to_string(batch_size) + " text prompts.");
+    }
+    // Ref: torch.cat([init_latents] * n) repeats the whole batch, not each image.
+    init_latents = init_latents.repeat({batch_size / init_latents.size(0), 1, 1, 1});
+  }
+  return init_latents;
+}
+
+at::Tensor decode_latents(AutoencoderKL& vae, const at::Tensor& latents, bool force_upcast) {
+  return with_upcast_vae(vae, force_upcast, latents / vae.config().scaling_factor,
+                         [&](const at::Tensor& z) { return vae.decode(z); });
+}
+
+at::Tensor rescale_noise_cfg(const at::Tensor& noise_cfg, const at::Tensor& noise_pred_text,
+                             double guidance_rescale) {
+  std::vector<int64_t> dims;
+  for (int64_t d = 1; d < noise_pred_text.dim(); ++d) dims.push_back(d);
+  const at::Tensor std_text = noise_pred_text.std(dims, /*unbiased=*/true, /*keepdim=*/true);
+  const at::Tensor std_cfg = noise_cfg.std(dims, /*unbiased=*/true, /*keepdim=*/true);
+  const at::Tensor rescaled = noise_cfg * (std_text / std_cfg);
+  return guidance_rescale * rescaled + (1 - guidance_rescale) * noise_cfg;
+}
+
+at::Tensor apply_classifier_free_guidance(const at::Tensor& noise_pred, double guidance_scale,
+                                          double guidance_rescale) {
+  const std::vector<at::Tensor> parts = noise_pred.chunk(2, 0);
+  at::Tensor guided = parts[0] + guidance_scale * (parts[1] - parts[0]);
+  if (guidance_rescale > 0.0) guided = rescale_noise_cfg(guided, parts[1], guidance_rescale);
+  return guided;
+}
+
+}  // namespace nd

@@ -1,0 +1,248 @@
+#include "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include "core/errors.h"
+#include "core/progress_bar.h"
+#include "core/random.h"
+
+namespace nd {
+namespace {
+
+std::vector<double> concat_ids(std::initializer_list<std::vector<double>> parts) {
+  std::vector<double> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+std::vector<double> ids(const ImageSize& size) { return {size[0], size[1]}; }
+
+}  // namespace
+
+StableDiffusionXLPipeline::StableDiffusionXLPipeline(
+    std::shared_ptr<CLIPTokenizer> tokenizer, std::shared_ptr<CLIPTextModel> text_encoder,
+    std::shared_ptr<CLIPTokenizer> tokenizer_2, std::shared_ptr<CLIPTextModel> text_encoder_2,
+    std::shared_ptr<UNet2DConditionModel> unet, std::shared_ptr<AutoencoderKL> vae,
+    std::shared_ptr<Scheduler> scheduler, bool force_zeros_for_empty_prompt)
+    : tokenizer_(std::move(tokenizer)), tokenizer_2_(std::move(tokenizer_2)), text_encoder_(std::move(text_encoder)),
+      text_encoder_2_(std::move(text_encoder_2)), unet_(std::move(unet)), vae_(std::move(vae)),
+      scheduler_(std::move(scheduler)), force_zeros_for_empty_prompt_(force_zeros_for_empty_prompt) {
+  if (!unet_ || !vae_ || !scheduler_) throw ValueError("an SDXL pipeline needs a unet, a vae and a scheduler");
+  if ((tokenizer_ == nullptr) != (text_encoder_ == nullptr) ||
+      (tokenizer_2_ == nullptr) != (text_encoder_2_ == nullptr)) {
+    throw ValueError("each SDXL text encoder needs its tokenizer (tokenizer with text_encoder, tokenizer_2 with "
+                     "text_encoder_2)");
+  }
+}
+
+std::pair<at::Tensor, at::Tensor> StableDiffusionXLPipeline::encode_with_all_encoders(
+    const std::vector<std::vector<std::string>>& texts, std::optional<int64_t> max_length,
+    std::optional<int64_t> clip_skip, at::Tensor pooled) const {
+  // Ref: diffusers encode_prompt zips [prompt, prompt_2] with the encoders present, so with only
+  // text_encoder_2 (the refiner) it receives `prompt`, not `prompt_2`.
+  std::vector<std::pair<const CLIPTokenizer*, const CLIPTextModel*>> encoders;
+  if (text_encoder_) encoders.emplace_back(tokenizer_.get(), text_encoder_.get());
+  if (text_encoder_2_) encoders.emplace_back(tokenizer_2_.get(), text_encoder_2_.get());
+  if (encoders.empty()) {
+    throw ValueError("a prompt needs the pipeline's tokenizers and text encoders; pass prompt_embeds and "
+                     "pooled_prompt_embeds instead");
+  }
+  std::vector<at::Tensor> hidden;
+  for (std::size_t i = 0; i < encoders.size() && i < texts.size(); ++i) {
+    const auto [tokenizer, encoder] = encoders[i];
+    const int64_t length = max_length.value_or(tokenizer->model_max_length().value_or(77));
+    const at::Tensor input_ids = tokenize_padded(*tokenizer, texts[i], length).to(encoder->device());
+    const CLIPTextOutput out = encoder->forward(input_ids, std::nullopt, true);
+    // Ref: "We are only ALWAYS interested in the pooled output of the final text encoder".
+    if (!pooled.defined() && out.text_embeds) pooled = *out.text_embeds;
+    // Ref: SDXL indexes from the penultimate layer: hidden_states[-(clip_skip + 2)].
+    const int64_t back = clip_skip.value_or(0) + 2;
+    const int64_t index = static_cast<int64_t>(out.hidden_states.size()) - back;
+    if (back < 2 || index < 0) {
+      throw ValueError("clip_skip=" + std::to_string(back - 2) + " is out of range for a text encoder with " +
+                       std::to_string(out.hidden_states.size() - 1) + " layers");
+    }
+    hidden.push_back(out.hidden_states[index]);
+  }
+  return {at::cat(hidden, -1), pooled};
+}
+
+SDXLPromptEmbeds StableDiffusionXLPipeline::encode_prompt(const StableDiffusionXLRequest& r,
+                                                          bool do_classifier_free_guidance) const {
+  const c10::Device device = execution_device();
+  SDXLPromptEmbeds e;
+  e.prompt_embeds = r.prompt_embeds;
+  e.pooled_prompt_embeds = r.pooled_prompt_embeds;
+  if (!e.prompt_embeds.defined()) {
+    const std::vector<std::string>& prompt_2 = r.prompt_2.empty() ? r.prompt : r.prompt_2;
+    std::tie(e.prompt_embeds, e.pooled_prompt_embeds) =
+        encode_with_all_encoders({r.prompt, prompt_2}, std::nullopt, r.clip_skip, e.pooled_prompt_embeds);
+  }
+  const int64_t batch = e.prompt_embeds.size(0);
+  if (!e.pooled_prompt_embeds.defined()) {
+    throw ValueError("If `prompt_embeds` are provided, `pooled_prompt_embeds` also have to be passed. Make sure to "
+                     "generate `pooled_prompt_embeds` from the same text encoder that was used to generate "
+                     "`prompt_embeds`.");
+  }
+
+  e.negative_prompt_embeds = r.negative_prompt_embeds;
+  e.negative_pooled_prompt_embeds = r.negative_pooled_prompt_embeds;
+  const bool zero_out_negative_prompt = !r.negative_prompt && force_zeros_for_empty_prompt_;
+  if (do_classifier_free_guidance && !e.negative_prompt_embeds.defined() && zero_out_negative_prompt) {
+    e.negative_prompt_embeds = at::zeros_like(e.prompt_embeds);
+    e.negative_pooled_prompt_embeds = at::zeros_like(e.pooled_prompt_embeds);
+  } else if (do_classifier_free_guidance && !e.negative_prompt_embeds.defined()) {
+    const std::vector<std::string> negative =
+        r.negative_prompt.value_or(std::vector<std::string>(static_cast<std::size_t>(batch), ""));
+    const std::vector<std::string> negative_2 = r.negative_prompt_2.value_or(negative);
+    for (const auto* list : {&negative, &negative_2}) {
+      if (static_cast<int64_t>(list->size()) != batch) {
+        throw ValueError("`negative_prompt` has batch size " + std::to_string(list->size()) +
+                         ", but `prompt` has batch size " + std::to_string(batch) +
+                         ". Please make sure that passed `negative_prompt` matches the batch size of `prompt`.");
+      }
+    }
+    // Ref: the negative prompt is padded to the prompt embeddings' length and never uses clip_skip.
+    std::tie(e.negative_prompt_embeds, e.negative_pooled_prompt_embeds) =
+        encode_with_all_encoders({negative, negative_2}, e.prompt_embeds.size(1), std::nullopt,
+                                 e.negative_pooled_prompt_embeds);
+  }
+  if (do_classifier_free_guidance && !e.negative_pooled_prompt_embeds.defined()) {
+    throw ValueError("If `negative_prompt_embeds` are provided, `negative_pooled_prompt_embeds` also have to be "
+                     "passed. Make sure to generate `negative_pooled_prompt_embeds` from the same text encoder that "
+                     "was used to generate `negative_prompt_embeds`.");
+  }
+
+  const at::ScalarType dtype = text_encoder_2_ ? text_encoder_2_->dtype() : unet_->dtype();
+  const int64_t n = r.num_images_per_prompt;
+  e.prompt_embeds = repeat_per_prompt(e.prompt_embeds.to(device, dtype), n);
+  e.pooled_prompt_embeds = repeat_per_prompt(e.pooled_prompt_embeds.to(device), n);
+  if (do_classifier_free_guidance) {
+    e.negative_prompt_embeds = repeat_per_prompt(e.negative_prompt_embeds.to(device, dtype), n);
+    e.negative_pooled_prompt_embeds = repeat_per_prompt(e.negative_pooled_prompt_embeds.to(device), n);
+  } else {
+    e.negative_prompt_embeds = at::Tensor();
+    e.negative_pooled_prompt_embeds = at::Tensor();
+  }
+  return e;
+}
+
+int64_t StableDiffusionXLPipeline::text_encoder_projection_dim(const SDXLPromptEmbeds& embeds) const {
+  return text_encoder_2_ ? text_encoder_2_->config().projection_dim : embeds.pooled_prompt_embeds.size(-1);
+}
+
+at::Tensor StableDiffusionXLPipeline::add_time_ids_tensor(const std::vector<double>& values,
+                                                          int64_t text_encoder_projection_dim, at::ScalarType dtype,
+                                                          const std::string& hint) const {
+  const UNet2DConditionConfig& config = unet_->config();
+  const int64_t passed = config.addition_time_embed_dim * static_cast<int64_t>(values.size()) +
+                         text_encoder_projection_dim;
+  const int64_t expected = config.projection_class_embeddings_input_dim;
+  if (expected != passed) {
+    throw ValueError("Model expects an added time embedding vector of length " + std::to_string(expected) +
+                     ", but a vector of " + std::to_string(passed) + " was created. " + hint);
+  }
+  // Ref: torch.tensor([ids], dtype=dtype): each value converted once, straight to the dtype.
+  return at::tensor(values, at::TensorOptions().dtype(at::kDouble)).to(dtype).reshape({1, -1});
+}
+
+at::Tensor StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r, at::Tensor latents,
+                                              Conditioning cond, const TimestepWindow& window,
+                                              int64_t num_warmup_steps) {
+  const bool cfg = r.guidance_scale > 1.0;
+  const c10::Device device = execution_device();
+  StepTensors tensors{{"latents", std::move(latents)},
+                      {"prompt_embeds", cond.prompt_embeds.to(device)},
+                      {"add_text_embeds", cond.add_text_embeds.to(device)},
+                      {"add_time_ids", cond.add_time_ids.to(device)}};
+  StepOptions step_options;
+  step_options.eta = r.eta;
+  step_options.generators = r.generators;
+  const int64_t order = scheduler_->order();
+  const int64_t count = window.timesteps.size(0);
+  {
+    ProgressBar progress(window.num_inference_steps, r.progress_bar);
+    for (int64_t i = 0; i < count; ++i) {
+      const at::Tensor t = window.timesteps[i];
+      const at::Tensor& x = tensors["latents"];
+      at::Tensor model_input = scheduler_->scale_model_input(cfg ? at::cat({x, x}, 0) : x, t);
+      UNetAddedConditions added;
+      added.text_embeds = tensors["add_text_embeds"];
+      added.time_ids = tensors["add_time_ids"];
+      at::Tensor noise_pred = unet_->forward(model_input, t, tensors["prompt_embeds"], added);
+      if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
+      tensors["latents"] = scheduler_->step(noise_pred, t, x, step_options).prev_sample;
+      run_step_callback(r.callback_on_step_end, i, t, tensors);
+      if (progress_bar_advances(i, count, num_warmup_steps, order)) progress.update();
+    }
+  }
+  if (r.output_latents) return tensors["latents"];
+  return decode_latents(*vae_, tensors["latents"], /*force_upcast=*/true);
+}
+
+at::Tensor StableDiffusionXLPipeline::run(const StableDiffusionXLRequest& r) {
+  c10::NoGradGuard no_grad;
+  const c10::Device device = execution_device();
+  const int64_t vsf = vae_scale_factor();
+  if (r.height % vsf != 0 || r.width % vsf != 0) {
+    throw ValueError("`height` and `width` have to be divisible by " + std::to_string(vsf) + " but are " +
+                     std::to_string(r.height) + " and " + std::to_string(r.width) + ".");
+  }
+  const bool cfg = r.guidance_scale > 1.0;
+  // 3. Encode input prompt
+  const SDXLPromptEmbeds embeds = encode_prompt(r, cfg);
+  const int64_t batch = embeds.prompt_embeds.size(0);  // already x num_images_per_prompt
+  const at::ScalarType dtype = embeds.prompt_embeds.scalar_type();
+
+  // 4. Prepare timesteps
+  const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
+  TimestepWindow window{scheduler_->timesteps(), num_steps};
+
+  // 5. Prepare latent variables (scaled by the scheduler's initial sigma)
+  if (r.generators.size() > 1 && static_cast<int64_t>(r.generators.size()) != batch) {
+    throw ValueError("You have passed a list of generators of length " + std::to_string(r.generators.size()) +
+                     ", but requested an effective batch size of " + std::to_string(batch) +
+                     ". Make sure the batch size matches the length of the generators.");
+  }
+  at::Tensor latents = r.latents.defined()
+                           ? r.latents.to(device)
+                           : randn_tensor({batch, unet_->config().in_channels, r.height / vsf, r.width / vsf},
+                                          r.generators, device, dtype);
+  latents = latents * scheduler_->init_noise_sigma().to(latents.device());
+
+  // 7. Prepare added time ids & embeddings
+  const ImageSize default_size{static_cast<double>(r.height), static_cast<double>(r.width)};
+  const ImageSize original = r.original_size.value_or(default_size);
+  const ImageSize target = r.target_size.value_or(default_size);
+  const int64_t projection_dim = text_encoder_projection_dim(embeds);
+  const std::string hint =
+      "The model has an incorrect config. Please check `unet.config.time_embedding_type` and "
+      "`text_encoder_2.config.projection_dim`.";
+  Conditioning cond;
+  cond.add_time_ids = add_time_ids_tensor(concat_ids({ids(original), ids(r.crops_coords_top_left), ids(target)}),
+                                          projection_dim, dtype, hint);
+  at::Tensor negative_time_ids = cond.add_time_ids;
+  if (r.negative_original_size && r.negative_target_size) {
+    negative_time_ids = add_time_ids_tensor(
+        concat_ids({ids(*r.negative_original_size), ids(r.negative_crops_coords_top_left),
+                    ids(*r.negative_target_size)}),
+        projection_dim, dtype, hint);
+  }
+  cond.prompt_embeds = embeds.prompt_embeds;
+  cond.add_text_embeds = embeds.pooled_prompt_embeds;
+  if (cfg) {
+    cond.prompt_embeds = at::cat({embeds.negative_prompt_embeds, embeds.prompt_embeds}, 0);
+    cond.add_text_embeds = at::cat({embeds.negative_pooled_prompt_embeds, embeds.pooled_prompt_embeds}, 0);
+    cond.add_time_ids = at::cat({negative_time_ids, cond.add_time_ids}, 0);
+  }
+  // Ref: diffusers repeats the [negative; positive] pair, not each half.
+  cond.add_time_ids = cond.add_time_ids.repeat({batch, 1});
+
+  // 8. Denoising loop
+  const int64_t num_warmup_steps = std::max<int64_t>(window.timesteps.size(0) - num_steps * scheduler_->order(), 0);
+  if (r.denoising_end) window = cut_at_denoising_end(window, *scheduler_, *r.denoising_end);
+  return denoise(r, latents, cond, window, num_warmup_steps);
+}
+
+}  // namespace nd

@@ -1,0 +1,5 @@
+from .pipeline_output import StableDiffusionXLPipelineOutput
+from .pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
+from .pipeline_stable_diffusion_xl_img2img import StableDiffusionXLImg2ImgPipeline
+
+__all__ = ["StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLPipeline", "StableDiffusionXLPipelineOutput"]

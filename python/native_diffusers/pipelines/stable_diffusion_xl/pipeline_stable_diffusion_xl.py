@@ -1,0 +1,361 @@
+"""diffusers' ``StableDiffusionXLPipeline`` (text-to-image) on the native engine, and what it
+shares with the image-to-image pipeline: argument checks with diffusers' messages and the
+normalisation of the prompts. Encoding, the loop and the decode run in the C++ engine."""
+
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+
+from ... import _C
+from ...image_processor import VaeImageProcessor
+from ..pipeline_utils import DiffusionPipeline
+from .pipeline_output import StableDiffusionXLPipelineOutput
+
+_COMPONENTS = ["vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler",
+               "image_encoder", "feature_extractor"]
+
+
+def _as_list(value, batch_size: int) -> Optional[List[str]]:
+    if value is None:
+        return None
+    return batch_size * [value] if isinstance(value, str) else list(value)
+
+
+class StableDiffusionXLMixin:
+    """The part of diffusers' two SDXL pipelines that is the same in both."""
+
+    _optional_components = ["tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2", "image_encoder",
+                            "feature_extractor"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "add_text_embeds", "add_time_ids"]
+
+    def _init_sdxl(self, vae):
+        # Ref: diffusers: vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1).
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        # diffusers adds an invisible watermark only when the `invisible-watermark` package is
+        # installed; the engine never does, so images equal diffusers' `add_watermarker=False`.
+        self.watermark = None
+
+    @classmethod
+    def _expected_components(cls):
+        return list(_COMPONENTS)
+
+    def __setattr__(self, name, value):
+        # Swapping a component (pipe.scheduler = X.from_config(...)) must reach the engine.
+        object.__setattr__(self, name, value)
+        if name in _COMPONENTS and "_engine" in self.__dict__:
+            object.__setattr__(self, "_engine", None)
+
+    @staticmethod
+    def _engine_of(component):
+        return component._engine if component is not None else None
+
+    def _engine_components(self):
+        return (self._engine_of(self.tokenizer), self._engine_of(self.text_encoder),
+                self._engine_of(self.tokenizer_2), self._engine_of(self.text_encoder_2), self.unet._engine,
+                self.vae._engine, self.scheduler._engine, bool(self.config.get("force_zeros_for_empty_prompt", True)))
+
+    # -- properties diffusers exposes -----------------------------------------------------------
+    @property
+    def guidance_scale(self):
+        return self._guidance_scale
+
+    @property
+    def guidance_rescale(self):
+        return self._guidance_rescale
+
+    @property
+    def clip_skip(self):
+        return self._clip_skip
+
+    @property
+    def do_classifier_free_guidance(self):
+        # Ref: diffusers: guidance needs guidance_scale > 1 and a UNet without time_cond_proj_dim.
+        return self._guidance_scale > 1 and self.unet.config.get("time_cond_proj_dim") is None
+
+    @property
+    def denoising_end(self):
+        return self._denoising_end
+
+    @property
+    def num_timesteps(self):
+        return self._num_timesteps
+
+    @property
+    def interrupt(self):
+        return False
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _check_prompts(self, prompt, prompt_2, negative_prompt, negative_prompt_2, prompt_embeds,
+                       negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds,
+                       callback_on_step_end_tensor_inputs):
+        # Ref: diffusers StableDiffusionXL(Img2Img)Pipeline.check_inputs (same messages).
+        if callback_on_step_end_tensor_inputs is not None and not all(
+            k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
+        ):
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
+                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
+            )
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `prompt`: {prompt} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
+                " only forward one of the two."
+            )
+        elif prompt_2 is not None and prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `prompt_2`: {prompt_2} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
+                " only forward one of the two."
+            )
+        elif prompt is None and prompt_embeds is None:
+            raise ValueError(
+                "Provide either `prompt` or `prompt_embeds`. Cannot leave both `prompt` and `prompt_embeds` undefined."
+            )
+        elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
+            raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
+        elif prompt_2 is not None and (not isinstance(prompt_2, str) and not isinstance(prompt_2, list)):
+            raise ValueError(f"`prompt_2` has to be of type `str` or `list` but is {type(prompt_2)}")
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `negative_prompt`: {negative_prompt} and `negative_prompt_embeds`:"
+                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
+            )
+        elif negative_prompt_2 is not None and negative_prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `negative_prompt_2`: {negative_prompt_2} and `negative_prompt_embeds`:"
+                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
+            )
+        if prompt_embeds is not None and negative_prompt_embeds is not None:
+            if prompt_embeds.shape != negative_prompt_embeds.shape:
+                raise ValueError(
+                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape when passed directly, but"
+                    f" got: `prompt_embeds` {prompt_embeds.shape} != `negative_prompt_embeds`"
+                    f" {negative_prompt_embeds.shape}."
+                )
+        if prompt_embeds is not None and pooled_prompt_embeds is None:
+            raise ValueError(
+                "If `prompt_embeds` are provided, `pooled_prompt_embeds` also have to be passed. Make sure to generate"
+                " `pooled_prompt_embeds` from the same text encoder that was used to generate `prompt_embeds`."
+            )
+        if negative_prompt_embeds is not None and negative_pooled_prompt_embeds is None:
+            raise ValueError(
+                "If `negative_prompt_embeds` are provided, `negative_pooled_prompt_embeds` also have to be passed."
+                " Make sure to generate `negative_pooled_prompt_embeds` from the same text encoder that was used to"
+                " generate `negative_prompt_embeds`."
+            )
+
+    @staticmethod
+    def _check_unsupported(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs, kwargs):
+        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
+            raise NotImplementedError("IP-Adapter inputs are not supported yet by native_diffusers")
+        if cross_attention_kwargs:
+            raise NotImplementedError("cross_attention_kwargs is not supported yet by native_diffusers")
+        if kwargs.pop("callback", None) is not None or kwargs.pop("callback_steps", None) is not None:
+            raise NotImplementedError("the deprecated `callback`/`callback_steps` are not supported; use "
+                                      "callback_on_step_end")
+        if kwargs:
+            raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
+
+    # -- the request the engine runs ------------------------------------------------------------
+    def _prompt_request(self, prompt, prompt_2, negative_prompt, negative_prompt_2, prompt_embeds,
+                        negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds, clip_skip):
+        """Ref: diffusers encode_prompt's normalisation: ``prompt_2 or prompt``, ``negative_prompt or ""``
+        and ``negative_prompt_2 or negative_prompt`` (the empty string counts as absent), strings
+        broadcast to the batch, and the type and batch checks on negative prompts."""
+        r = _C.StableDiffusionXLRequest()
+        prompts = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else [])
+        batch_size = len(prompts) if prompt is not None else prompt_embeds.shape[0]
+        if prompt_embeds is None:
+            prompts_2 = prompt_2 or prompt
+            prompts_2 = [prompts_2] if isinstance(prompts_2, str) else list(prompts_2)
+            if len(prompts_2) != batch_size:
+                raise ValueError(f"`prompt_2` has batch size {len(prompts_2)}, but `prompt` has batch size "
+                                 f"{batch_size}.")
+            r.prompt, r.prompt_2 = prompts, prompts_2
+        else:
+            r.prompt_embeds = prompt_embeds
+        if pooled_prompt_embeds is not None:
+            r.pooled_prompt_embeds = pooled_prompt_embeds
+        if negative_prompt_embeds is not None:
+            r.negative_prompt_embeds = negative_prompt_embeds
+            r.negative_pooled_prompt_embeds = negative_pooled_prompt_embeds
+        elif negative_prompt is not None:
+            negatives = negative_prompt or ""
+            negatives_2 = negative_prompt_2 or negatives
+            negatives = _as_list(negatives, batch_size)
+            negatives_2 = _as_list(negatives_2, batch_size)
+            if prompt is not None and type(prompt) is not type(negative_prompt):
+                raise TypeError(
+                    f"`negative_prompt` should be the same type to `prompt`, but got {type(negative_prompt)} !="
+                    f" {type(prompt)}."
+                )
+            elif batch_size != len(negatives):
+                raise ValueError(
+                    f"`negative_prompt`: {negative_prompt} has batch size {len(negatives)}, but `prompt`:"
+                    f" {prompt} has batch size {batch_size}. Please make sure that passed `negative_prompt` matches"
+                    " the batch size of `prompt`."
+                )
+            if len(negatives_2) != batch_size:
+                raise ValueError(f"`negative_prompt_2` has batch size {len(negatives_2)}, but `prompt` has batch "
+                                 f"size {batch_size}.")
+            r.negative_prompt, r.negative_prompt_2 = negatives, negatives_2
+        elif negative_prompt_2:
+            # Ref: with no negative_prompt but force_zeros_for_empty_prompt off, diffusers encodes
+            # "" for the first encoder and negative_prompt_2 for the second.
+            r.negative_prompt_2 = _as_list(negative_prompt_2, batch_size)
+        r.clip_skip = clip_skip
+        return r, batch_size
+
+    @staticmethod
+    def _size(value) -> Optional[Tuple[float, float]]:
+        if value is None:
+            return None
+        if len(value) != 2:
+            raise ValueError(f"sizes and crop coordinates are (height, width) pairs, got {value!r}")
+        return (float(value[0]), float(value[1]))
+
+    def _fill_common(self, r, *, num_inference_steps, timesteps, sigmas, denoising_end, guidance_scale,
+                     guidance_rescale, num_images_per_prompt, eta, generator, latents, original_size,
+                     crops_coords_top_left, target_size, negative_original_size, negative_crops_coords_top_left,
+                     negative_target_size, output_type, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                     batch_size):
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
+        self._check_custom_schedule(timesteps, sigmas)
+        generators = self._generators(generator)
+        if len(generators) > 1 and len(generators) != batch_size * num_images_per_prompt:
+            raise ValueError(
+                f"You have passed a list of generators of length {len(generators)}, but requested an effective batch"
+                f" size of {batch_size * num_images_per_prompt}. Make sure the batch size matches the length of the"
+                " generators."
+            )
+        r.num_inference_steps = int(num_inference_steps)
+        r.timesteps = [float(t) for t in timesteps] if timesteps is not None else []
+        r.sigmas = [float(s) for s in sigmas] if sigmas is not None else []
+        if self._valid_denoising_value(denoising_end):
+            r.denoising_end = float(denoising_end)
+        r.guidance_scale = float(guidance_scale)
+        r.guidance_rescale = float(guidance_rescale)
+        r.num_images_per_prompt = int(num_images_per_prompt)
+        r.eta = float(eta)
+        r.generators = generators
+        if latents is not None:
+            r.latents = latents
+        r.original_size = self._size(original_size)
+        r.crops_coords_top_left = self._size(crops_coords_top_left)
+        r.target_size = self._size(target_size)
+        r.negative_original_size = self._size(negative_original_size)
+        r.negative_crops_coords_top_left = self._size(negative_crops_coords_top_left)
+        r.negative_target_size = self._size(negative_target_size)
+        r.output_latents = output_type == "latent"
+        r.progress_bar = self._progress_bar_enabled()
+        if callback_on_step_end is not None:
+            r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+
+    @staticmethod
+    def _valid_denoising_value(value) -> bool:
+        # Ref: diffusers denoising_value_valid: only a float strictly between 0 and 1 counts.
+        return isinstance(value, float) and 0 < value < 1
+
+    def _finish(self, result, output_type, return_dict):
+        self._num_timesteps = len(self.scheduler.timesteps)
+        images = result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
+        if not return_dict:
+            return (images,)
+        return StableDiffusionXLPipelineOutput(images=images)
+
+
+class StableDiffusionXLPipeline(StableDiffusionXLMixin, DiffusionPipeline):
+    def __init__(self, vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2, unet, scheduler,
+                 image_encoder=None, feature_extractor=None, force_zeros_for_empty_prompt: bool = True,
+                 add_watermarker: Optional[bool] = None):
+        super().__init__(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+                         tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler, image_encoder=None,
+                         feature_extractor=None)
+        self.register_to_config(force_zeros_for_empty_prompt=force_zeros_for_empty_prompt)
+        self._init_sdxl(vae)
+        self.default_sample_size = unet.config.get("sample_size", 128) if unet is not None else 128
+
+    def _engine_pipeline(self):
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            engine = _C.StableDiffusionXLPipeline(*self._engine_components())
+            object.__setattr__(self, "_engine", engine)
+        return engine
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: Union[str, List[str]] = None,
+        prompt_2: Optional[Union[str, List[str]]] = None,
+        height: Optional[int] = None,
+        width: Optional[int] = None,
+        num_inference_steps: int = 50,
+        timesteps: List[int] = None,
+        sigmas: List[float] = None,
+        denoising_end: Optional[float] = None,
+        guidance_scale: float = 5.0,
+        negative_prompt: Optional[Union[str, List[str]]] = None,
+        negative_prompt_2: Optional[Union[str, List[str]]] = None,
+        num_images_per_prompt: Optional[int] = 1,
+        eta: float = 0.0,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        latents: Optional[torch.Tensor] = None,
+        prompt_embeds: Optional[torch.Tensor] = None,
+        negative_prompt_embeds: Optional[torch.Tensor] = None,
+        pooled_prompt_embeds: Optional[torch.Tensor] = None,
+        negative_pooled_prompt_embeds: Optional[torch.Tensor] = None,
+        ip_adapter_image: Any = None,
+        ip_adapter_image_embeds: Optional[List[torch.Tensor]] = None,
+        output_type: Optional[str] = "pil",
+        return_dict: bool = True,
+        cross_attention_kwargs: Optional[Dict[str, Any]] = None,
+        guidance_rescale: float = 0.0,
+        original_size: Optional[Tuple[int, int]] = None,
+        crops_coords_top_left: Tuple[int, int] = (0, 0),
+        target_size: Optional[Tuple[int, int]] = None,
+        negative_original_size: Optional[Tuple[int, int]] = None,
+        negative_crops_coords_top_left: Tuple[int, int] = (0, 0),
+        negative_target_size: Optional[Tuple[int, int]] = None,
+        clip_skip: Optional[int] = None,
+        callback_on_step_end: Optional[Callable] = None,
+        callback_on_step_end_tensor_inputs: List[str] = ["latents"],
+        **kwargs,
+    ):
+        self._check_unsupported(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs, kwargs)
+        # 0. Default height and width to unet
+        height = height or self.default_sample_size * self.vae_scale_factor
+        width = width or self.default_sample_size * self.vae_scale_factor
+        original_size = original_size or (height, width)
+        target_size = target_size or (height, width)
+
+        # 1. Check inputs
+        if height % 8 != 0 or width % 8 != 0:
+            raise ValueError(f"`height` and `width` have to be divisible by 8 but are {height} and {width}.")
+        self._check_prompts(prompt, prompt_2, negative_prompt, negative_prompt_2, prompt_embeds,
+                            negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds,
+                            callback_on_step_end_tensor_inputs)
+        self._guidance_scale = guidance_scale
+        self._guidance_rescale = guidance_rescale
+        self._clip_skip = clip_skip
+        self._denoising_end = denoising_end
+
+        # 2.-3. Define call parameters and the prompts the engine encodes
+        r, batch_size = self._prompt_request(prompt, prompt_2, negative_prompt, negative_prompt_2, prompt_embeds,
+                                             negative_prompt_embeds, pooled_prompt_embeds,
+                                             negative_pooled_prompt_embeds, clip_skip)
+        r.height, r.width = int(height), int(width)
+        self._fill_common(
+            r, num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
+            denoising_end=denoising_end, guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
+            num_images_per_prompt=num_images_per_prompt, eta=eta, generator=generator, latents=latents,
+            original_size=original_size, crops_coords_top_left=crops_coords_top_left, target_size=target_size,
+            negative_original_size=negative_original_size,
+            negative_crops_coords_top_left=negative_crops_coords_top_left,
+            negative_target_size=negative_target_size, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, batch_size=batch_size,
+        )
+        # 4.-9. timesteps, latents, added conditions, the loop and the decode
+        result = self._engine_pipeline().run(r)
+        return self._finish(result, output_type, return_dict)
