@@ -61,16 +61,17 @@ void bind_unet(py::module_& m) {
   cls.def(
       "forward",
       [](const UNet2DConditionModel& self, const at::Tensor& sample, const at::Tensor& timestep,
-         const at::Tensor& encoder_hidden_states, std::optional<at::Tensor> text_embeds,
-         std::optional<at::Tensor> time_ids) {
+         std::optional<at::Tensor> encoder_hidden_states, std::optional<at::Tensor> text_embeds,
+         std::optional<at::Tensor> time_ids, std::optional<at::Tensor> image_embeds) {
         UNetAddedConditions added;
         if (text_embeds) added.text_embeds = *text_embeds;
         if (time_ids) added.time_ids = *time_ids;
+        if (image_embeds) added.image_embeds = *image_embeds;
         py::gil_scoped_release release;
-        return self.forward(sample, timestep, encoder_hidden_states, added);
+        return self.forward(sample, timestep, encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added);
       },
       py::arg("sample"), py::arg("timestep"), py::arg("encoder_hidden_states"),
-      py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none());
+      py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none(), py::arg("image_embeds") = py::none());
 }
 
 void bind_autoencoder_kl(py::module_& m) {
