@@ -6,6 +6,7 @@
 
 #include "bindings/model_loaders.h"
 #include "models/autoencoders/autoencoder_kl.h"
+#include "models/autoencoders/vq_model.h"
 #include "models/clip/modeling_clip.h"
 #include "models/unets/unet_2d_condition.h"
 
@@ -93,12 +94,24 @@ void bind_autoencoder_kl(py::module_& m) {
   m.def("diagonal_gaussian_mode", &diagonal_gaussian_mode, py::arg("parameters"));
 }
 
+void bind_vq_model(py::module_& m) {
+  py::class_<VQModel, std::shared_ptr<VQModel>> cls(m, "VQModel");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return VQModel::load(VQModelConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def("encode", &VQModel::encode, py::arg("x"), py::call_guard<py::gil_scoped_release>())
+      .def("decode", &VQModel::decode, py::arg("h"), py::arg("force_not_quantize") = false,
+           py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace
 
 void bind_models(py::module_& m) {
   bind_clip(m);
   bind_unet(m);
   bind_autoencoder_kl(m);
+  bind_vq_model(m);
 }
 
 }  // namespace nd::bindings

@@ -8,6 +8,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links agai
 
 from . import _C
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
+from .models import VQModel
 from .schedulers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -47,4 +48,5 @@ __all__ = [
     "UNet2DConditionModel",
     "UniPCMultistepScheduler",
     "VaeImageProcessor",
+    "VQModel",
 ]
