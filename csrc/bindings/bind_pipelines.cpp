@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 #include <torch/extension.h>
 
+#include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_img2img.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
 
 namespace py = pybind11;
@@ -32,9 +33,62 @@ StepCallback wrap_step_callback(const std::optional<py::function>& callback) {
   };
 }
 
+KandinskyV22StepCallback wrap_kandinsky_step_callback(const std::optional<py::function>& callback) {
+  if (!callback) return nullptr;
+  py::function fn = *callback;
+  return [fn](int64_t step, const at::Tensor& timestep, KandinskyV22StepTensors& tensors) {
+    py::gil_scoped_acquire gil;
+    py::dict current;
+    current["latents"] = tensors.latents;
+    current["image_embeds"] = tensors.image_embeds;
+    if (tensors.negative_image_embeds.defined()) current["negative_image_embeds"] = tensors.negative_image_embeds;
+    py::object result = fn(step, timestep, current);
+    if (result.is_none()) return;
+    py::dict updates = result.cast<py::dict>();
+    if (updates.contains("latents")) tensors.latents = updates["latents"].cast<at::Tensor>();
+    if (updates.contains("image_embeds")) tensors.image_embeds = updates["image_embeds"].cast<at::Tensor>();
+    if (updates.contains("negative_image_embeds")) {
+      tensors.negative_image_embeds = updates["negative_image_embeds"].cast<at::Tensor>();
+    }
+  };
+}
+
+void bind_kandinsky(py::module_& m) {
+  py::class_<KandinskyV22Img2ImgPipeline, std::shared_ptr<KandinskyV22Img2ImgPipeline>>(m, "KandinskyV22Img2ImgPipeline")
+      .def(py::init<std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<Scheduler>, std::shared_ptr<VQModel>>(),
+           py::arg("unet"), py::arg("scheduler"), py::arg("movq"))
+      .def(
+          "run",
+          [](KandinskyV22Img2ImgPipeline& self, const at::Tensor& image_embeds,
+             std::optional<at::Tensor> negative_image_embeds, const at::Tensor& image, int64_t num_inference_steps,
+             double guidance_scale, double strength, int64_t num_images_per_prompt,
+             std::vector<at::Generator> generators, bool output_latents, bool progress_bar,
+             std::optional<py::function> callback_on_step_end) {
+            KandinskyV22Img2ImgRequest r;
+            r.image_embeds = image_embeds;
+            if (negative_image_embeds) r.negative_image_embeds = *negative_image_embeds;
+            r.image = image;
+            r.num_inference_steps = num_inference_steps;
+            r.guidance_scale = guidance_scale;
+            r.strength = strength;
+            r.num_images_per_prompt = num_images_per_prompt;
+            r.generators = std::move(generators);
+            r.output_latents = output_latents;
+            r.progress_bar = progress_bar;
+            r.callback_on_step_end = wrap_kandinsky_step_callback(callback_on_step_end);
+            py::gil_scoped_release release;
+            return self.run(r);
+          },
+          py::kw_only(), py::arg("image_embeds"), py::arg("negative_image_embeds"), py::arg("image"),
+          py::arg("num_inference_steps"), py::arg("guidance_scale"), py::arg("strength"),
+          py::arg("num_images_per_prompt"), py::arg("generators"), py::arg("output_latents"),
+          py::arg("progress_bar"), py::arg("callback_on_step_end"));
+}
+
 }  // namespace
 
 void bind_pipelines(py::module_& m) {
+  bind_kandinsky(m);
   py::class_<StableDiffusionImg2ImgPipeline, std::shared_ptr<StableDiffusionImg2ImgPipeline>>(
       m, "StableDiffusionImg2ImgPipeline")
       .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,

@@ -24,6 +24,7 @@ from .pipelines import (
     AutoPipelineForImage2Image,
     DiffusionPipeline,
     ImagePipelineOutput,
+    KandinskyV22Img2ImgPipeline,
     StableDiffusionImg2ImgPipeline,
 )
 from .image_processor import VaeImageProcessor
@@ -42,6 +43,7 @@ __all__ = [
     "EulerDiscreteScheduler",
     "HeunDiscreteScheduler",
     "ImagePipelineOutput",
+    "KandinskyV22Img2ImgPipeline",
     "LMSDiscreteScheduler",
     "PNDMScheduler",
     "StableDiffusionImg2ImgPipeline",
