@@ -97,7 +97,9 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
         **kwargs,
     ):
         if kwargs.pop("callback", None) is not None or kwargs.pop("callback_steps", None) is not None:
-            raise NotImplementedError("the deprecated `callback`/`callback_steps` are not supported; use callback_on_step_end")
+            raise NotImplementedError(
+                "the deprecated `callback`/`callback_steps` are not supported; use callback_on_step_end"
+            )
         if kwargs:
             raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
         # Ref: diffusers __call__ (same messages where diffusers has them).
