@@ -6,6 +6,7 @@
 
 #include "bindings/model_loaders.h"
 #include "models/autoencoders/autoencoder_kl.h"
+#include "models/autoencoders/vq_model.h"
 #include "models/clip/modeling_clip.h"
 #include "models/unets/unet_2d_condition.h"
 
@@ -61,16 +62,17 @@ void bind_unet(py::module_& m) {
   cls.def(
       "forward",
       [](const UNet2DConditionModel& self, const at::Tensor& sample, const at::Tensor& timestep,
-         const at::Tensor& encoder_hidden_states, std::optional<at::Tensor> text_embeds,
-         std::optional<at::Tensor> time_ids) {
+         std::optional<at::Tensor> encoder_hidden_states, std::optional<at::Tensor> text_embeds,
+         std::optional<at::Tensor> time_ids, std::optional<at::Tensor> image_embeds) {
         UNetAddedConditions added;
         if (text_embeds) added.text_embeds = *text_embeds;
         if (time_ids) added.time_ids = *time_ids;
+        if (image_embeds) added.image_embeds = *image_embeds;
         py::gil_scoped_release release;
-        return self.forward(sample, timestep, encoder_hidden_states, added);
+        return self.forward(sample, timestep, encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added);
       },
       py::arg("sample"), py::arg("timestep"), py::arg("encoder_hidden_states"),
-      py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none());
+      py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none(), py::arg("image_embeds") = py::none());
 }
 
 void bind_autoencoder_kl(py::module_& m) {
@@ -92,12 +94,24 @@ void bind_autoencoder_kl(py::module_& m) {
   m.def("diagonal_gaussian_mode", &diagonal_gaussian_mode, py::arg("parameters"));
 }
 
+void bind_vq_model(py::module_& m) {
+  py::class_<VQModel, std::shared_ptr<VQModel>> cls(m, "VQModel");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return VQModel::load(VQModelConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def("encode", &VQModel::encode, py::arg("x"), py::call_guard<py::gil_scoped_release>())
+      .def("decode", &VQModel::decode, py::arg("h"), py::arg("force_not_quantize") = false,
+           py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace
 
 void bind_models(py::module_& m) {
   bind_clip(m);
   bind_unet(m);
   bind_autoencoder_kl(m);
+  bind_vq_model(m);
 }
 
 }  // namespace nd::bindings

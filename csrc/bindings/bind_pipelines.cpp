@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 #include <torch/extension.h>
 
+#include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_img2img.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
 #include "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.h"
 
@@ -73,9 +74,42 @@ void bind_stable_diffusion_xl(py::module_& m) {
            py::call_guard<py::gil_scoped_release>());
 }
 
+void bind_kandinsky(py::module_& m) {
+  py::class_<KandinskyV22Img2ImgPipeline, std::shared_ptr<KandinskyV22Img2ImgPipeline>>(m, "KandinskyV22Img2ImgPipeline")
+      .def(py::init<std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<Scheduler>, std::shared_ptr<VQModel>>(),
+           py::arg("unet"), py::arg("scheduler"), py::arg("movq"))
+      .def(
+          "run",
+          [](KandinskyV22Img2ImgPipeline& self, const at::Tensor& image_embeds,
+             std::optional<at::Tensor> negative_image_embeds, const at::Tensor& image, int64_t num_inference_steps,
+             double guidance_scale, double strength, int64_t num_images_per_prompt,
+             std::vector<at::Generator> generators, bool output_latents, bool progress_bar,
+             StepCallback callback_on_step_end) {
+            KandinskyV22Img2ImgRequest r;
+            r.image_embeds = image_embeds;
+            if (negative_image_embeds) r.negative_image_embeds = *negative_image_embeds;
+            r.image = image;
+            r.num_inference_steps = num_inference_steps;
+            r.guidance_scale = guidance_scale;
+            r.strength = strength;
+            r.num_images_per_prompt = num_images_per_prompt;
+            r.generators = std::move(generators);
+            r.output_latents = output_latents;
+            r.progress_bar = progress_bar;
+            r.callback_on_step_end = std::move(callback_on_step_end);
+            py::gil_scoped_release release;
+            return self.run(r);
+          },
+          py::kw_only(), py::arg("image_embeds"), py::arg("negative_image_embeds"), py::arg("image"),
+          py::arg("num_inference_steps"), py::arg("guidance_scale"), py::arg("strength"),
+          py::arg("num_images_per_prompt"), py::arg("generators"), py::arg("output_latents"),
+          py::arg("progress_bar"), py::arg("callback_on_step_end"));
+}
+
 }  // namespace
 
 void bind_pipelines(py::module_& m) {
+  bind_kandinsky(m);
   py::class_<StableDiffusionImg2ImgPipeline, std::shared_ptr<StableDiffusionImg2ImgPipeline>>(
       m, "StableDiffusionImg2ImgPipeline")
       .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,

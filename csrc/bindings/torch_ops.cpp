@@ -1,8 +1,9 @@
 // The engine's models as torch.library ops, so torch.compile(..., fullgraph=True) sees one opaque
 // call instead of failing on a pybind11 function (the guide compiles pipeline.unet). One op per
 // model entry point; a model is named by a handle from its registry. Schemas:
-//   unet_forward: UNet2DConditionModel.forward (sample, timestep, encoder_hidden_states, SDXL's
-//                 text_embeds/time_ids) -> noise prediction.
+//   unet_forward: UNet2DConditionModel.forward (sample, timestep, encoder_hidden_states (None for
+//                 Kandinsky 2.2), SDXL's text_embeds/time_ids, Kandinsky 2.2's image_embeds)
+//                 -> noise prediction.
 #include <pybind11/pybind11.h>
 #include <torch/library.h>
 
@@ -51,12 +52,15 @@ UNetRegistry& unet_registry() {
 }
 
 at::Tensor unet_forward(int64_t handle, const at::Tensor& sample, const at::Tensor& timestep,
-                        const at::Tensor& encoder_hidden_states, const std::optional<at::Tensor>& text_embeds,
-                        const std::optional<at::Tensor>& time_ids) {
+                        const std::optional<at::Tensor>& encoder_hidden_states,
+                        const std::optional<at::Tensor>& text_embeds, const std::optional<at::Tensor>& time_ids,
+                        const std::optional<at::Tensor>& image_embeds) {
   UNetAddedConditions added;
   if (text_embeds) added.text_embeds = *text_embeds;
   if (time_ids) added.time_ids = *time_ids;
-  return unet_registry().get(handle)->forward(sample, timestep, encoder_hidden_states, added);
+  if (image_embeds) added.image_embeds = *image_embeds;
+  return unet_registry().get(handle)->forward(
+      sample, timestep, encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added);
 }
 
 }  // namespace
@@ -70,8 +74,8 @@ void bind_torch_ops(py::module_& m) {
 
 TORCH_LIBRARY(native_diffusers, m) {
   m.def(
-      "unet_forward(int handle, Tensor sample, Tensor timestep, Tensor encoder_hidden_states, "
-      "Tensor? text_embeds=None, Tensor? time_ids=None) -> Tensor");
+      "unet_forward(int handle, Tensor sample, Tensor timestep, Tensor? encoder_hidden_states, "
+      "Tensor? text_embeds=None, Tensor? time_ids=None, Tensor? image_embeds=None) -> Tensor");
 }
 
 // One implementation for every device: the engine dispatches on the tensors' device itself.

@@ -2,7 +2,32 @@
 
 #include <ATen/ATen.h>
 
+#include "core/errors.h"
+
 namespace nd {
+
+SpatialNorm SpatialNorm::load(const WeightLoader& w, int64_t f_channels, int64_t zq_channels) {
+  SpatialNorm n;
+  // Ref: diffusers SpatialNorm.__init__: 32 groups and eps 1e-6, whatever the model's norm_num_groups.
+  n.norm_layer_ = GroupNorm::load(w.child("norm_layer"), 32, f_channels, 1e-6);
+  n.conv_y_ = Conv2d::load(w.child("conv_y"), zq_channels, f_channels, 1);
+  n.conv_b_ = Conv2d::load(w.child("conv_b"), zq_channels, f_channels, 1);
+  return n;
+}
+
+at::Tensor SpatialNorm::forward(const at::Tensor& f, const at::Tensor& zq_in) const {
+  if (!zq_in.defined() || zq_in.dim() != 4 || zq_in.size(0) != f.size(0)) {
+    throw ValueError("SpatialNorm needs the quantized latents zq as [batch, channels, height, width]");
+  }
+  const at::Tensor zq = at::upsample_nearest2d(zq_in, {f.size(2), f.size(3)});  // F.interpolate(size=f)
+  return norm_layer_.forward(f) * conv_y_.forward(zq) + conv_b_.forward(zq);
+}
+
+void SpatialNorm::apply(const ParameterFn& fn) {
+  norm_layer_.apply(fn);
+  conv_y_.apply(fn);
+  conv_b_.apply(fn);
+}
 
 Attention Attention::load(const WeightLoader& w, const AttentionConfig& c) {
   Attention a;
@@ -12,25 +37,37 @@ Attention Attention::load(const WeightLoader& w, const AttentionConfig& c) {
   if (c.norm_num_groups > 0) {
     a.group_norm_ = GroupNorm::load(w.child("group_norm"), c.norm_num_groups, c.query_dim, c.eps);
   }
+  if (c.spatial_norm_dim > 0) a.spatial_norm_ = SpatialNorm::load(w.child("spatial_norm"), c.query_dim, c.spatial_norm_dim);
+  if (c.added_kv_proj_dim > 0 && !a.group_norm_) {
+    throw ValueError("Attention '" + w.prefix() + "': added key/value projections need a group norm");
+  }
   // Checkpoints from before diffusers 0.14 name the VAE attention query/key/value/proj_attn;
   // diffusers converts them on load (_convert_deprecated_attention_blocks), and so do we.
   const bool legacy = !w.has("to_q.weight") && w.has("query.weight");
   a.to_q_ = Linear::load(w.child(legacy ? "query" : "to_q"), c.query_dim, inner, c.qkv_bias);
-  a.to_k_ = Linear::load(w.child(legacy ? "key" : "to_k"), kv_dim, inner, c.qkv_bias);
-  a.to_v_ = Linear::load(w.child(legacy ? "value" : "to_v"), kv_dim, inner, c.qkv_bias);
+  if (!c.only_cross_attention) {
+    a.to_k_ = Linear::load(w.child(legacy ? "key" : "to_k"), kv_dim, inner, c.qkv_bias);
+    a.to_v_ = Linear::load(w.child(legacy ? "value" : "to_v"), kv_dim, inner, c.qkv_bias);
+  }
+  if (c.added_kv_proj_dim > 0) {
+    a.add_k_proj_ = Linear::load(w.child("add_k_proj"), c.added_kv_proj_dim, inner);
+    a.add_v_proj_ = Linear::load(w.child("add_v_proj"), c.added_kv_proj_dim, inner);
+  }
   a.to_out_ = Linear::load(legacy ? w.child("proj_attn") : w.child("to_out").child("0"), inner,
                            c.query_dim, c.out_bias);
   return a;
 }
 
-at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& context) const {
+at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& context, const at::Tensor& temb) const {
+  if (add_k_proj_) return forward_added_kv(hidden, context);
+  // Ref: diffusers AttnProcessor2_0.__call__.
   const bool spatial = hidden.dim() == 4;
   const int64_t batch = hidden.size(0);
-  at::Tensor x = hidden;
+  at::Tensor x = spatial_norm_ ? spatial_norm_->forward(hidden, temb) : hidden;
   int64_t channels = 0, height = 0, width = 0;
   if (spatial) {
     channels = hidden.size(1), height = hidden.size(2), width = hidden.size(3);
-    x = hidden.view({batch, channels, height * width}).transpose(1, 2);  // [B, HW, C]
+    x = x.view({batch, channels, height * width}).transpose(1, 2);  // [B, HW, C]
   }
   if (group_norm_) x = group_norm_->forward(x.transpose(1, 2)).transpose(1, 2);
   const at::Tensor& kv_input = context.defined() ? context : x;
@@ -38,8 +75,8 @@ at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& contex
     return t.view({batch, -1, config_.heads, config_.dim_head}).transpose(1, 2);  // [B, h, L, d]
   };
   const at::Tensor q = heads(to_q_.forward(x));
-  const at::Tensor k = heads(to_k_.forward(kv_input));
-  const at::Tensor v = heads(to_v_.forward(kv_input));
+  const at::Tensor k = heads(to_k_->forward(kv_input));
+  const at::Tensor v = heads(to_v_->forward(kv_input));
   at::Tensor out = at::scaled_dot_product_attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, -1, config_.heads * config_.dim_head});  // [B, L, inner]
   out = to_out_.forward(out);
@@ -49,11 +86,43 @@ at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& contex
   return out;
 }
 
+at::Tensor Attention::forward_added_kv(const at::Tensor& hidden, const at::Tensor& context) const {
+  // Ref: diffusers AttnAddedKVProcessor2_0.__call__ (no mask: the UNet passes none here).
+  if (hidden.dim() != 4) throw ValueError("added key/value attention expects [batch, channels, height, width]");
+  const int64_t batch = hidden.size(0);
+  const int64_t channels = hidden.size(1);
+  at::Tensor x = hidden.view({batch, channels, -1}).transpose(1, 2);  // [B, HW, C]
+  const at::Tensor encoder = context.defined() ? context : x;
+  if (encoder.size(0) != batch) {
+    throw ValueError("encoder_hidden_states has batch " + std::to_string(encoder.size(0)) + ", the sample has " +
+                     std::to_string(batch));
+  }
+  x = group_norm_->forward(x.transpose(1, 2)).transpose(1, 2);
+  const auto heads = [&](const at::Tensor& t) {
+    return t.view({batch, -1, config_.heads, config_.dim_head}).transpose(1, 2);  // [B, h, L, d]
+  };
+  const at::Tensor q = heads(to_q_.forward(x));
+  at::Tensor k = heads(add_k_proj_->forward(encoder));  // [B, h, S, d]
+  at::Tensor v = heads(add_v_proj_->forward(encoder));
+  if (!config_.only_cross_attention) {
+    // Encoder keys first, then the sample's own: [B, h, S + HW, d].
+    k = at::cat({k, heads(to_k_->forward(x))}, 2);
+    v = at::cat({v, heads(to_v_->forward(x))}, 2);
+  }
+  at::Tensor out = at::scaled_dot_product_attention(q, k, v);
+  out = out.transpose(1, 2).reshape({batch, -1, channels});  // [B, HW, C]
+  out = to_out_.forward(out);
+  return out.transpose(-1, -2).reshape(hidden.sizes()) + hidden;
+}
+
 void Attention::apply(const ParameterFn& fn) {
   if (group_norm_) group_norm_->apply(fn);
+  if (spatial_norm_) spatial_norm_->apply(fn);
   to_q_.apply(fn);
-  to_k_.apply(fn);
-  to_v_.apply(fn);
+  if (to_k_) to_k_->apply(fn);
+  if (to_v_) to_v_->apply(fn);
+  if (add_k_proj_) add_k_proj_->apply(fn);
+  if (add_v_proj_) add_v_proj_->apply(fn);
   to_out_.apply(fn);
 }
 

@@ -1,5 +1,8 @@
-// Mirrors diffusers Attention with AttnProcessor2_0 (attention_processor.py): to_q/to_k/to_v,
-// to_out.0, optional GroupNorm on the input and residual connection (the VAE's mid-block form).
+// Mirrors diffusers Attention (attention_processor.py) with the processors our models use:
+// AttnProcessor2_0 (to_q/to_k/to_v, to_out.0, optional GroupNorm or SpatialNorm on the input and
+// residual connection: the VAE's form), and AttnAddedKVProcessor2_0 (extra add_k_proj/add_v_proj
+// of the encoder states, concatenated before the self-attention keys: the Kandinsky 2.2 UNet's
+// SimpleCrossAttn blocks). Also SpatialNorm, which diffusers defines in the same file.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -10,6 +13,20 @@
 
 namespace nd {
 
+// Ref: diffusers SpatialNorm (MoVQ, arXiv 2209.09002): GroupNorm(32 groups, eps 1e-6) of f, then
+// a per-pixel scale and shift from the quantized latents zq resized to f's size.
+class SpatialNorm {
+ public:
+  static SpatialNorm load(const WeightLoader& w, int64_t f_channels, int64_t zq_channels);
+  // f: [B, f_channels, H, W]; zq: [B, zq_channels, h, w].
+  at::Tensor forward(const at::Tensor& f, const at::Tensor& zq) const;
+  void apply(const ParameterFn& fn);
+
+ private:
+  GroupNorm norm_layer_;
+  Conv2d conv_y_, conv_b_;
+};
+
 struct AttentionConfig {
   int64_t query_dim = 0;
   int64_t cross_attention_dim = 0;  // 0: self-attention (keys from the query input)
@@ -17,23 +34,35 @@ struct AttentionConfig {
   int64_t dim_head = 64;
   bool qkv_bias = false;
   bool out_bias = true;
-  int64_t norm_num_groups = 0;  // > 0: GroupNorm on the input (VAE)
+  int64_t norm_num_groups = 0;  // > 0: GroupNorm on the input (VAE, added-KV attention)
   double eps = 1e-5;
+  int64_t spatial_norm_dim = 0;  // > 0: SpatialNorm(query_dim, spatial_norm_dim) on the input (MoVQ)
   bool residual_connection = false;
   double rescale_output_factor = 1.0;
+  // > 0: AttnAddedKVProcessor: add_k_proj/add_v_proj map the encoder states (this many features)
+  // to keys/values; only_cross_attention drops to_k/to_v (no self-attention keys).
+  int64_t added_kv_proj_dim = 0;
+  bool only_cross_attention = false;
 };
 
 class Attention {
  public:
   static Attention load(const WeightLoader& w, const AttentionConfig& config);
-  // hidden: [B, L, query_dim] or [B, C, H, W]; context: [B, S, cross_attention_dim] or undefined.
-  at::Tensor forward(const at::Tensor& hidden, const at::Tensor& context = at::Tensor()) const;
+  // hidden: [B, L, query_dim] or [B, C, H, W]; context: [B, S, cross_attention_dim] (or
+  // [B, S, added_kv_proj_dim]) or undefined; temb: SpatialNorm's zq when spatial_norm_dim > 0.
+  at::Tensor forward(const at::Tensor& hidden, const at::Tensor& context = at::Tensor(),
+                     const at::Tensor& temb = at::Tensor()) const;
   void apply(const ParameterFn& fn);
 
  private:
+  at::Tensor forward_added_kv(const at::Tensor& hidden, const at::Tensor& context) const;
+
   AttentionConfig config_;
   std::optional<GroupNorm> group_norm_;
-  Linear to_q_, to_k_, to_v_, to_out_;
+  std::optional<SpatialNorm> spatial_norm_;
+  Linear to_q_, to_out_;
+  std::optional<Linear> to_k_, to_v_;  // absent with only_cross_attention
+  std::optional<Linear> add_k_proj_, add_v_proj_;
 };
 
 }  // namespace nd

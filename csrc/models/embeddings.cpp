@@ -34,4 +34,37 @@ void TimestepEmbedding::apply(const ParameterFn& fn) {
   linear_2.apply(fn);
 }
 
+ImageProjection ImageProjection::load(const WeightLoader& w, int64_t image_embed_dim,
+                                      int64_t cross_attention_dim, int64_t num_image_text_embeds) {
+  // nn.LayerNorm's default eps.
+  return ImageProjection{Linear::load(w.child("image_embeds"), image_embed_dim, num_image_text_embeds * cross_attention_dim),
+                         LayerNorm::load(w.child("norm"), cross_attention_dim, 1e-5), num_image_text_embeds};
+}
+
+at::Tensor ImageProjection::forward(const at::Tensor& x) const {
+  const int64_t batch = x.size(0);
+  at::Tensor h = image_embeds.forward(x.to(image_embeds.weight.scalar_type()));
+  h = h.reshape({batch, num_image_text_embeds, -1});  // [B, n, cross_attention_dim]
+  return norm.forward(h);
+}
+
+void ImageProjection::apply(const ParameterFn& fn) {
+  image_embeds.apply(fn);
+  norm.apply(fn);
+}
+
+ImageTimeEmbedding ImageTimeEmbedding::load(const WeightLoader& w, int64_t image_embed_dim, int64_t time_embed_dim) {
+  return ImageTimeEmbedding{Linear::load(w.child("image_proj"), image_embed_dim, time_embed_dim),
+                            LayerNorm::load(w.child("image_norm"), time_embed_dim, 1e-5)};
+}
+
+at::Tensor ImageTimeEmbedding::forward(const at::Tensor& x) const {
+  return image_norm.forward(image_proj.forward(x));
+}
+
+void ImageTimeEmbedding::apply(const ParameterFn& fn) {
+  image_proj.apply(fn);
+  image_norm.apply(fn);
+}
+
 }  // namespace nd

@@ -2,17 +2,30 @@
 
 #include <ATen/ATen.h>
 
+#include "core/errors.h"
+
 namespace nd {
 
 ResnetBlock2D ResnetBlock2D::load(const WeightLoader& w, const ResnetBlock2DConfig& c) {
   ResnetBlock2D b;
   b.config_ = c;
-  b.norm1_ = GroupNorm::load(w.child("norm1"), c.groups, c.in_channels, c.eps);
-  b.conv1_ = Conv2d::load(w.child("conv1"), c.in_channels, c.out_channels, 3, 1, 1);
-  if (c.temb_channels > 0) {
-    b.time_emb_proj_ = Linear::load(w.child("time_emb_proj"), c.temb_channels, c.out_channels);
+  const bool spatial = c.time_embedding_norm == TimeEmbeddingNorm::kSpatial;
+  if (spatial) {
+    b.spatial_norm1_ = SpatialNorm::load(w.child("norm1"), c.in_channels, c.temb_channels);
+  } else {
+    b.norm1_ = GroupNorm::load(w.child("norm1"), c.groups, c.in_channels, c.eps);
   }
-  b.norm2_ = GroupNorm::load(w.child("norm2"), c.groups, c.out_channels, c.eps);
+  b.conv1_ = Conv2d::load(w.child("conv1"), c.in_channels, c.out_channels, 3, 1, 1);
+  if (c.temb_channels > 0 && !spatial) {
+    const bool scale_shift = c.time_embedding_norm == TimeEmbeddingNorm::kScaleShift;
+    b.time_emb_proj_ = Linear::load(w.child("time_emb_proj"), c.temb_channels,
+                                    scale_shift ? 2 * c.out_channels : c.out_channels);
+  }
+  if (spatial) {
+    b.spatial_norm2_ = SpatialNorm::load(w.child("norm2"), c.out_channels, c.temb_channels);
+  } else {
+    b.norm2_ = GroupNorm::load(w.child("norm2"), c.groups, c.out_channels, c.eps);
+  }
   b.conv2_ = Conv2d::load(w.child("conv2"), c.out_channels, c.out_channels, 3, 1, 1);
   if (c.in_channels != c.out_channels) {
     b.conv_shortcut_ = Conv2d::load(w.child("conv_shortcut"), c.in_channels, c.out_channels, 1);
@@ -20,13 +33,37 @@ ResnetBlock2D ResnetBlock2D::load(const WeightLoader& w, const ResnetBlock2DConf
   return b;
 }
 
-at::Tensor ResnetBlock2D::forward(const at::Tensor& x, const at::Tensor& temb) const {
-  // Ref: diffusers resnet.py, ResnetBlock2D.forward (time_embedding_norm="default").
-  at::Tensor h = conv1_.forward(apply_activation(config_.act, norm1_.forward(x)));
-  if (time_emb_proj_ && temb.defined()) {
-    h = h + time_emb_proj_->forward(apply_activation(config_.act, temb)).unsqueeze(-1).unsqueeze(-1);
+at::Tensor ResnetBlock2D::forward(const at::Tensor& x_in, const at::Tensor& temb) const {
+  // Ref: diffusers resnet.py, ResnetBlock2D.forward and ResnetBlockCondNorm2D.forward.
+  at::Tensor x = x_in;
+  at::Tensor h = spatial_norm1_ ? spatial_norm1_->forward(x, temb) : norm1_.forward(x);
+  h = apply_activation(config_.act, h);
+  if (config_.up) {
+    x = upsample_nearest(x);
+    h = upsample_nearest(h);
+  } else if (config_.down) {
+    // Ref: Downsample2D(use_conv=False): AvgPool2d(kernel_size=2, stride=2).
+    x = at::avg_pool2d(x, {2, 2}, {2, 2});
+    h = at::avg_pool2d(h, {2, 2}, {2, 2});
   }
-  h = conv2_.forward(apply_activation(config_.act, norm2_.forward(h)));
+  h = conv1_.forward(h);
+  if (spatial_norm2_) {
+    h = spatial_norm2_->forward(h, temb);
+  } else {
+    at::Tensor t;
+    if (time_emb_proj_ && temb.defined()) {
+      t = time_emb_proj_->forward(apply_activation(config_.act, temb)).unsqueeze(-1).unsqueeze(-1);
+    }
+    if (config_.time_embedding_norm == TimeEmbeddingNorm::kScaleShift) {
+      if (!t.defined()) throw ValueError(" `temb` should not be None when `time_embedding_norm` is scale_shift");
+      const std::vector<at::Tensor> parts = t.chunk(2, 1);  // time_scale, time_shift
+      h = norm2_.forward(h) * (1 + parts[0]) + parts[1];
+    } else {
+      if (t.defined()) h = h + t;
+      h = norm2_.forward(h);
+    }
+  }
+  h = conv2_.forward(apply_activation(config_.act, h));
   const at::Tensor shortcut = conv_shortcut_ ? conv_shortcut_->forward(x) : x;
   at::Tensor out = shortcut + h;
   if (config_.output_scale_factor != 1.0) out = out / config_.output_scale_factor;
@@ -34,12 +71,32 @@ at::Tensor ResnetBlock2D::forward(const at::Tensor& x, const at::Tensor& temb) c
 }
 
 void ResnetBlock2D::apply(const ParameterFn& fn) {
-  norm1_.apply(fn);
+  if (spatial_norm1_) {
+    spatial_norm1_->apply(fn);
+  } else {
+    norm1_.apply(fn);
+  }
   conv1_.apply(fn);
   if (time_emb_proj_) time_emb_proj_->apply(fn);
-  norm2_.apply(fn);
+  if (spatial_norm2_) {
+    spatial_norm2_->apply(fn);
+  } else {
+    norm2_.apply(fn);
+  }
   conv2_.apply(fn);
   if (conv_shortcut_) conv_shortcut_->apply(fn);
+}
+
+at::Tensor upsample_nearest(const at::Tensor& x, at::IntArrayRef output_size) {
+  // Ref: diffusers upsampling.py: nearest upsampling has no bfloat16 kernel, so it runs in fp32.
+  const bool via_float = x.scalar_type() == at::kBFloat16;
+  at::Tensor h = via_float ? x.to(at::kFloat) : x;
+  if (output_size.empty()) {
+    h = at::upsample_nearest2d(h, {x.size(2) * 2, x.size(3) * 2});
+  } else {
+    h = at::upsample_nearest2d(h, output_size);
+  }
+  return via_float ? h.to(at::kBFloat16) : h;
 }
 
 Downsample2D Downsample2D::load(const WeightLoader& w, int64_t channels, int64_t out_channels,
@@ -63,16 +120,7 @@ Upsample2D Upsample2D::load(const WeightLoader& w, int64_t channels, int64_t out
 }
 
 at::Tensor Upsample2D::forward(const at::Tensor& x, at::IntArrayRef output_size) const {
-  // Ref: diffusers upsampling.py: nearest upsampling has no bfloat16 kernel, so it runs in fp32.
-  const bool via_float = x.scalar_type() == at::kBFloat16;
-  at::Tensor h = via_float ? x.to(at::kFloat) : x;
-  if (output_size.empty()) {
-    h = at::upsample_nearest2d(h, {x.size(2) * 2, x.size(3) * 2});
-  } else {
-    h = at::upsample_nearest2d(h, output_size);
-  }
-  if (via_float) h = h.to(at::kBFloat16);
-  return conv_.forward(h);
+  return conv_.forward(upsample_nearest(x, output_size));
 }
 
 }  // namespace nd

@@ -8,6 +8,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links agai
 
 from . import _C
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
+from .models import VQModel
 from .schedulers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -24,6 +25,7 @@ from .pipelines import (
     AutoPipelineForText2Image,
     DiffusionPipeline,
     ImagePipelineOutput,
+    KandinskyV22Img2ImgPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
@@ -45,6 +47,7 @@ __all__ = [
     "EulerDiscreteScheduler",
     "HeunDiscreteScheduler",
     "ImagePipelineOutput",
+    "KandinskyV22Img2ImgPipeline",
     "LMSDiscreteScheduler",
     "PNDMScheduler",
     "StableDiffusionImg2ImgPipeline",
@@ -53,4 +56,5 @@ __all__ = [
     "UNet2DConditionModel",
     "UniPCMultistepScheduler",
     "VaeImageProcessor",
+    "VQModel",
 ]

@@ -1,5 +1,6 @@
-// Mirrors diffusers autoencoders/vae.py: the KL autoencoder's Encoder and Decoder, and
-// DiagonalGaussianDistribution's sampling.
+// Mirrors diffusers autoencoders/vae.py: the Encoder and Decoder of the KL and VQ autoencoders
+// (plain or Attn* encoder/decoder blocks, the decoder's norm_type "group" or "spatial"),
+// DiagonalGaussianDistribution's sampling, and VectorQuantizer.
 #pragma once
 
 #include <ATen/core/Generator.h>
@@ -21,6 +22,12 @@ struct VaeCoderConfig {
   int64_t norm_num_groups = 32;
   Activation act_fn = Activation::Silu;
   bool mid_block_add_attention = true;
+  // Per block, in the order of down_block_types (encoder) or up_block_types (decoder): true for
+  // AttnDownEncoderBlock2D / AttnUpDecoderBlock2D (single-head self-attention after each resnet).
+  // Empty: no attention blocks.
+  std::vector<bool> attention_blocks;
+  bool double_z = true;       // encoder: emit mean and log-variance (KL) or the latents only (VQ)
+  bool spatial_norm = false;  // decoder: norm_type "spatial" (MoVQ), conditioned on the latents
 };
 
 class Encoder {
@@ -41,7 +48,9 @@ class Encoder {
 class Decoder {
  public:
   static Decoder load(const WeightLoader& w, const VaeCoderConfig& config);
-  at::Tensor forward(const at::Tensor& z) const;  // [B, latent, h, w] -> [B, C, h*f, w*f]
+  // z: [B, latent, h, w] -> [B, C, h*f, w*f]; zq: the quantized latents that condition the
+  // SpatialNorms (norm_type "spatial"), else undefined.
+  at::Tensor forward(const at::Tensor& z, const at::Tensor& zq = at::Tensor()) const;
   void apply(const ParameterFn& fn);
 
  private:
@@ -49,6 +58,7 @@ class Decoder {
   MidBlock2D mid_block_;
   std::vector<UpBlock2D> up_blocks_;
   GroupNorm conv_norm_out_;
+  std::optional<SpatialNorm> spatial_norm_out_;  // conv_norm_out with norm_type "spatial"
   Activation act_ = Activation::Silu;
 };
 
@@ -57,5 +67,19 @@ class Decoder {
 at::Tensor sample_diagonal_gaussian(const at::Tensor& parameters,
                                     const std::vector<at::Generator>& generators);
 at::Tensor diagonal_gaussian_mode(const at::Tensor& parameters);
+
+// Ref: diffusers vae.py, VectorQuantizer (legacy loss, no remap): each latent pixel snaps to its
+// nearest codebook vector (torch.cdist + argmin, so ties break as diffusers').
+class VectorQuantizer {
+ public:
+  static VectorQuantizer load(const WeightLoader& w, int64_t n_e, int64_t vq_embed_dim, double beta);
+  // z: [B, vq_embed_dim, h, w] -> (z_q [B, vq_embed_dim, h, w], commitment loss 0-d).
+  std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& z) const;
+  void apply(const ParameterFn& fn) { embedding_.apply(fn); }
+
+ private:
+  Embedding embedding_;  // [n_e, vq_embed_dim]
+  double beta_ = 0.25;
+};
 
 }  // namespace nd

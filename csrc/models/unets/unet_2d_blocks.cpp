@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "core/errors.h"
+
 namespace nd {
 namespace {
 
@@ -14,6 +16,7 @@ ResnetBlock2DConfig resnet_config(const UNetBlockConfig& c, int64_t in, int64_t 
   r.eps = c.resnet_eps;
   r.output_scale_factor = c.output_scale_factor;
   r.act = c.act;
+  r.time_embedding_norm = c.resnet_time_scale_shift;
   return r;
 }
 
@@ -31,6 +34,50 @@ Transformer2DModel load_transformer(const WeightLoader& w, const UNetBlockConfig
   return Transformer2DModel::load(w, t);
 }
 
+// kAddedKV or kSelf attention over `channels`.
+Attention load_attention(const WeightLoader& w, const UNetBlockConfig& c, int64_t channels) {
+  AttentionConfig a;
+  a.query_dim = channels;
+  a.qkv_bias = true;
+  if (c.attention == BlockAttention::kAddedKV) {
+    // Ref: diffusers SimpleCrossAttnDownBlock2D: Attention(query_dim=C, cross_attention_dim=C,
+    // heads=C // attention_head_dim, dim_head=attention_head_dim, added_kv_proj_dim=cross_attention_dim,
+    // norm_num_groups=resnet_groups, bias=True) with Attention's default eps 1e-5.
+    const int64_t dim_head = c.num_attention_heads;
+    if (dim_head <= 0 || channels % dim_head != 0) {
+      throw ValueError("'" + w.prefix() + "': " + std::to_string(channels) + " channels are not divisible into heads of " +
+                       "attention_head_dim=" + std::to_string(dim_head) + " (" + w.origin() + ")");
+    }
+    a.heads = channels / dim_head;
+    a.dim_head = dim_head;
+    a.added_kv_proj_dim = c.cross_attention_dim;
+    a.only_cross_attention = c.only_cross_attention;
+    a.norm_num_groups = c.resnet_groups;
+    a.eps = 1e-5;
+    return Attention::load(w, a);
+  }
+  // Ref: diffusers UNetMidBlock2D / AttnDownEncoderBlock2D / AttnUpDecoderBlock2D: residual
+  // connection, GroupNorm (eps = resnet_eps) on the input, or SpatialNorm with "spatial" resnets.
+  a.heads = c.num_attention_heads;
+  a.dim_head = channels / c.num_attention_heads;
+  if (c.resnet_time_scale_shift == TimeEmbeddingNorm::kSpatial) {
+    a.spatial_norm_dim = c.temb_channels;
+  } else {
+    a.norm_num_groups = c.resnet_groups;
+  }
+  a.eps = c.resnet_eps;
+  a.residual_connection = true;
+  a.rescale_output_factor = c.output_scale_factor;
+  return Attention::load(w, a);
+}
+
+ResnetBlock2D load_resnet_sampler(const WeightLoader& w, const UNetBlockConfig& c, bool up) {
+  ResnetBlock2DConfig r = resnet_config(c, c.out_channels, c.out_channels);
+  r.up = up;
+  r.down = !up;
+  return ResnetBlock2D::load(w, r);
+}
+
 }  // namespace
 
 // ---- down ----------------------------------------------------------------------------------------
@@ -42,11 +89,17 @@ DownBlock2D DownBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
     b.resnets_.push_back(ResnetBlock2D::load(w.child("resnets").child(std::to_string(i)),
                                              resnet_config(c, in, c.out_channels)));
     if (c.has_attention) {
-      b.attentions_.push_back(
-          load_transformer(w.child("attentions").child(std::to_string(i)), c, c.out_channels));
+      const WeightLoader attn = w.child("attentions").child(std::to_string(i));
+      if (c.attention == BlockAttention::kTransformer) {
+        b.attentions_.push_back(load_transformer(attn, c, c.out_channels));
+      } else {
+        b.attention_layers_.push_back(load_attention(attn, c, c.out_channels));
+      }
     }
   }
-  if (c.add_sample_change) {
+  if (c.add_sample_change && c.resnet_sample_change) {
+    b.resnet_downsampler_ = load_resnet_sampler(w.child("downsamplers").child("0"), c, false);
+  } else if (c.add_sample_change) {
     b.downsampler_ = Downsample2D::load(w.child("downsamplers").child("0"), c.out_channels,
                                         c.out_channels, c.downsample_padding);
   }
@@ -59,10 +112,11 @@ at::Tensor DownBlock2D::forward(const at::Tensor& x, const at::Tensor& temb,
   for (std::size_t i = 0; i < resnets_.size(); ++i) {
     h = resnets_[i].forward(h, temb);
     if (!attentions_.empty()) h = attentions_[i].forward(h, context);
+    if (!attention_layers_.empty()) h = attention_layers_[i].forward(h, context, temb);
     if (skips) skips->push_back(h);
   }
-  if (downsampler_) {
-    h = downsampler_->forward(h);
+  if (downsampler_ || resnet_downsampler_) {
+    h = downsampler_ ? downsampler_->forward(h) : resnet_downsampler_->forward(h, temb);
     if (skips) skips->push_back(h);
   }
   return h;
@@ -71,7 +125,9 @@ at::Tensor DownBlock2D::forward(const at::Tensor& x, const at::Tensor& temb,
 void DownBlock2D::apply(const ParameterFn& fn) {
   for (auto& r : resnets_) r.apply(fn);
   for (auto& a : attentions_) a.apply(fn);
+  for (auto& a : attention_layers_) a.apply(fn);
   if (downsampler_) downsampler_->apply(fn);
+  if (resnet_downsampler_) resnet_downsampler_->apply(fn);
 }
 
 // ---- mid -----------------------------------------------------------------------------------------
@@ -82,21 +138,10 @@ MidBlock2D MidBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
   b.resnets_.push_back(ResnetBlock2D::load(w.child("resnets").child("0"), resnet_config(c, ch, ch)));
   if (c.has_attention) {
     const WeightLoader attn = w.child("attentions").child("0");
-    if (c.cross_attention_dim > 0) {
+    if (c.attention == BlockAttention::kTransformer) {
       b.transformers_.push_back(load_transformer(attn, c, ch));
     } else {
-      // Ref: diffusers UNetMidBlock2D: Attention(heads = channels // attention_head_dim,
-      // residual_connection, GroupNorm on the input, bias=True); the KL VAE uses one head.
-      AttentionConfig a;
-      a.query_dim = ch;
-      a.heads = c.num_attention_heads;
-      a.dim_head = ch / c.num_attention_heads;
-      a.qkv_bias = true;
-      a.norm_num_groups = c.resnet_groups;
-      a.eps = c.resnet_eps;
-      a.residual_connection = true;
-      a.rescale_output_factor = c.output_scale_factor;
-      b.attentions_.push_back(Attention::load(attn, a));
+      b.attentions_.push_back(load_attention(attn, c, ch));
     }
   }
   b.resnets_.push_back(ResnetBlock2D::load(w.child("resnets").child("1"), resnet_config(c, ch, ch)));
@@ -107,7 +152,7 @@ at::Tensor MidBlock2D::forward(const at::Tensor& x, const at::Tensor& temb,
                                const at::Tensor& context) const {
   at::Tensor h = resnets_[0].forward(x, temb);
   if (!transformers_.empty()) h = transformers_[0].forward(h, context);
-  if (!attentions_.empty()) h = attentions_[0].forward(h);
+  if (!attentions_.empty()) h = attentions_[0].forward(h, context, temb);
   return resnets_[1].forward(h, temb);
 }
 
@@ -135,11 +180,17 @@ UpBlock2D UpBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
     b.resnets_.push_back(ResnetBlock2D::load(w.child("resnets").child(std::to_string(i)),
                                              resnet_config(c, in, c.out_channels)));
     if (c.has_attention) {
-      b.attentions_.push_back(
-          load_transformer(w.child("attentions").child(std::to_string(i)), c, c.out_channels));
+      const WeightLoader attn = w.child("attentions").child(std::to_string(i));
+      if (c.attention == BlockAttention::kTransformer) {
+        b.attentions_.push_back(load_transformer(attn, c, c.out_channels));
+      } else {
+        b.attention_layers_.push_back(load_attention(attn, c, c.out_channels));
+      }
     }
   }
-  if (c.add_sample_change) {
+  if (c.add_sample_change && c.resnet_sample_change) {
+    b.resnet_upsampler_ = load_resnet_sampler(w.child("upsamplers").child("0"), c, true);
+  } else if (c.add_sample_change) {
     b.upsampler_ = Upsample2D::load(w.child("upsamplers").child("0"), c.out_channels, c.out_channels);
   }
   return b;
@@ -155,15 +206,20 @@ at::Tensor UpBlock2D::forward(const at::Tensor& x, const at::Tensor& temb, const
     }
     h = resnets_[i].forward(h, temb);
     if (!attentions_.empty()) h = attentions_[i].forward(h, context);
+    if (!attention_layers_.empty()) h = attention_layers_[i].forward(h, context, temb);
   }
   if (upsampler_) h = upsampler_->forward(h, upsample_size);
+  // Ref: diffusers ResnetUpsampleBlock2D: the resnet upsampler always doubles (upsample_size unused).
+  if (resnet_upsampler_) h = resnet_upsampler_->forward(h, temb);
   return h;
 }
 
 void UpBlock2D::apply(const ParameterFn& fn) {
   for (auto& r : resnets_) r.apply(fn);
   for (auto& a : attentions_) a.apply(fn);
+  for (auto& a : attention_layers_) a.apply(fn);
   if (upsampler_) upsampler_->apply(fn);
+  if (resnet_upsampler_) resnet_upsampler_->apply(fn);
 }
 
 }  // namespace nd

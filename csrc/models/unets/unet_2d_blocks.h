@@ -1,6 +1,8 @@
-// Mirrors diffusers unets/unet_2d_blocks.py for the blocks SD 1.x/2.x and the KL VAE use:
-// CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D / UpBlock2D,
-// and the VAE's DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D.
+// Mirrors diffusers unets/unet_2d_blocks.py for the blocks our UNets and autoencoders use:
+// SD's CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D / UpBlock2D;
+// Kandinsky 2.2's ResnetDownsampleBlock2D / SimpleCrossAttnDownBlock2D,
+// UNetMidBlock2DSimpleCrossAttn, SimpleCrossAttnUpBlock2D / ResnetUpsampleBlock2D; and the VAEs'
+// DownEncoderBlock2D / AttnDownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D / AttnUpDecoderBlock2D.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -13,29 +15,43 @@
 
 namespace nd {
 
+// The attention a block puts after each resnet (when has_attention).
+enum class BlockAttention {
+  kTransformer,  // Transformer2DModel (CrossAttn* blocks, UNetMidBlock2DCrossAttn)
+  kAddedKV,      // Attention with added K/V of the encoder states (SimpleCrossAttn* blocks)
+  kSelf,         // the VAEs' spatial self-attention (Attn*EncoderBlock2D, UNetMidBlock2D)
+};
+
 struct UNetBlockConfig {
   int64_t in_channels = 0;
   int64_t out_channels = 0;
   int64_t prev_output_channel = 0;  // up blocks: channels coming from the block below
-  int64_t temb_channels = 0;
+  int64_t temb_channels = 0;        // with kSpatial resnets: zq channels
   int64_t num_layers = 2;
   int64_t transformer_layers = 1;
   int64_t resnet_groups = 32;
   double resnet_eps = 1e-5;
   double output_scale_factor = 1.0;
   Activation act = Activation::Silu;
+  TimeEmbeddingNorm resnet_time_scale_shift = TimeEmbeddingNorm::kDefault;
   bool has_attention = false;
+  BlockAttention attention = BlockAttention::kTransformer;
+  // kTransformer: heads (diffusers' legacy "attention_head_dim"); kAddedKV: the head *dimension*,
+  // heads = channels / it (diffusers' SimpleCrossAttn blocks); kSelf: heads.
   int64_t num_attention_heads = 8;
-  int64_t cross_attention_dim = 0;
+  int64_t cross_attention_dim = 0;  // kTransformer: context features; kAddedKV: added_kv_proj_dim
   bool use_linear_projection = false;
   bool only_cross_attention = false;
   bool upcast_attention = false;
   bool add_sample_change = false;  // add_downsample / add_upsample
+  // The down/upsampler is a ResnetBlock2D(down/up=True) taking temb (ResnetDownsampleBlock2D,
+  // SimpleCrossAttn*, ResnetUpsampleBlock2D) instead of a strided / nearest conv.
+  bool resnet_sample_change = false;
   int64_t downsample_padding = 1;
 };
 
-// CrossAttnDownBlock2D when has_attention, else DownBlock2D (and DownEncoderBlock2D with
-// temb_channels 0 and downsample_padding 0).
+// CrossAttnDownBlock2D / DownBlock2D / ResnetDownsampleBlock2D / SimpleCrossAttnDownBlock2D, and
+// the VAE's DownEncoderBlock2D / AttnDownEncoderBlock2D (temb_channels 0, downsample_padding 0).
 class DownBlock2D {
  public:
   static DownBlock2D load(const WeightLoader& w, const UNetBlockConfig& config);
@@ -47,11 +63,13 @@ class DownBlock2D {
  private:
   std::vector<ResnetBlock2D> resnets_;
   std::vector<Transformer2DModel> attentions_;
+  std::vector<Attention> attention_layers_;  // kAddedKV / kSelf
   std::optional<Downsample2D> downsampler_;
+  std::optional<ResnetBlock2D> resnet_downsampler_;
 };
 
-// UNetMidBlock2DCrossAttn when has_attention and cross_attention_dim > 0; the VAE's
-// UNetMidBlock2D (single-head spatial self-attention) when cross_attention_dim == 0.
+// UNetMidBlock2DCrossAttn (kTransformer), UNetMidBlock2DSimpleCrossAttn (kAddedKV), or the VAE's
+// UNetMidBlock2D (kSelf: single-head spatial self-attention).
 class MidBlock2D {
  public:
   static MidBlock2D load(const WeightLoader& w, const UNetBlockConfig& config);
@@ -64,8 +82,8 @@ class MidBlock2D {
   std::vector<Attention> attentions_;
 };
 
-// CrossAttnUpBlock2D when has_attention, else UpBlock2D; UpDecoderBlock2D when it takes no
-// skips (prev_output_channel == 0).
+// CrossAttnUpBlock2D / UpBlock2D / SimpleCrossAttnUpBlock2D / ResnetUpsampleBlock2D; the VAE's
+// UpDecoderBlock2D / AttnUpDecoderBlock2D when it takes no skips (prev_output_channel == 0).
 class UpBlock2D {
  public:
   static UpBlock2D load(const WeightLoader& w, const UNetBlockConfig& config);
@@ -78,7 +96,9 @@ class UpBlock2D {
  private:
   std::vector<ResnetBlock2D> resnets_;
   std::vector<Transformer2DModel> attentions_;
+  std::vector<Attention> attention_layers_;  // kAddedKV / kSelf
   std::optional<Upsample2D> upsampler_;
+  std::optional<ResnetBlock2D> resnet_upsampler_;
 };
 
 }  // namespace nd

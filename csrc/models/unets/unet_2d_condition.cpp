@@ -11,8 +11,7 @@ namespace {
 // Options of diffusers' UNet2DConditionModel that this engine does not implement yet: present
 // with a non-default value, they must fail loudly rather than load a different network.
 void reject_unsupported(const io::JsonConfig& json) {
-  const char* must_be_null[] = {"encoder_hid_dim",      "encoder_hid_dim_type",
-                                "class_embed_type",
+  const char* must_be_null[] = {"class_embed_type",
                                 "num_class_embeds",     "time_cond_proj_dim",
                                 "time_embedding_dim",   "time_embedding_act_fn",
                                 "timestep_post_act",    "cross_attention_norm",
@@ -28,7 +27,6 @@ void reject_unsupported(const io::JsonConfig& json) {
     const std::string got = json.get_string(key, value);
     if (got != value) json.fail(key, "unsupported value \"" + got + "\"");
   };
-  expect("resnet_time_scale_shift", "default");
   expect("time_embedding_type", "positional");
   expect("attention_type", "default");
 }
@@ -47,7 +45,26 @@ std::vector<int64_t> bools_per_block(const io::JsonConfig& json, const char* key
 }
 
 bool has_cross_attention(const std::string& type) {
-  return type == "CrossAttnDownBlock2D" || type == "CrossAttnUpBlock2D";
+  return type == "CrossAttnDownBlock2D" || type == "CrossAttnUpBlock2D" || type == "SimpleCrossAttnDownBlock2D" ||
+         type == "SimpleCrossAttnUpBlock2D";
+}
+
+// SimpleCrossAttn* blocks attend with added key/value projections (AttnAddedKVProcessor).
+bool is_simple_cross_attention(const std::string& type) {
+  return type == "SimpleCrossAttnDownBlock2D" || type == "SimpleCrossAttnUpBlock2D";
+}
+
+// Blocks whose down/upsampler is a ResnetBlock2D(down/up=True) rather than a conv.
+bool has_resnet_sampler(const std::string& type) {
+  return type == "ResnetDownsampleBlock2D" || type == "SimpleCrossAttnDownBlock2D" ||
+         type == "ResnetUpsampleBlock2D" || type == "SimpleCrossAttnUpBlock2D";
+}
+
+bool is_one_of(const std::string& value, std::initializer_list<const char*> choices) {
+  for (const char* choice : choices) {
+    if (value == choice) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -70,18 +87,32 @@ UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& jso
   if (c.up_block_types.size() != n) json.fail("up_block_types", "must have one entry per block_out_channels");
   for (std::size_t i = 0; i < n; ++i) {
     const std::string& d = c.down_block_types[i];
-    if (d != "CrossAttnDownBlock2D" && d != "DownBlock2D") {
+    if (!is_one_of(d, {"CrossAttnDownBlock2D", "DownBlock2D", "ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"})) {
       json.fail("down_block_types[" + std::to_string(i) + "]", "unsupported value \"" + d + "\"");
     }
     const std::string& u = c.up_block_types[i];
-    if (u != "CrossAttnUpBlock2D" && u != "UpBlock2D") {
+    if (!is_one_of(u, {"CrossAttnUpBlock2D", "UpBlock2D", "ResnetUpsampleBlock2D", "SimpleCrossAttnUpBlock2D"})) {
       json.fail("up_block_types[" + std::to_string(i) + "]", "unsupported value \"" + u + "\"");
     }
   }
-  if (c.mid_block_type != "UNetMidBlock2DCrossAttn") {
+  if (c.mid_block_type != "UNetMidBlock2DCrossAttn" && c.mid_block_type != "UNetMidBlock2DSimpleCrossAttn") {
     json.fail("mid_block_type", "unsupported value \"" + c.mid_block_type + "\"");
   }
   c.only_cross_attention = bools_per_block(json, "only_cross_attention", n);
+  // Ref: diffusers __init__: a single-bool only_cross_attention also sets the mid block's, unless
+  // mid_block_only_cross_attention says otherwise (it only matters for UNetMidBlock2DSimpleCrossAttn).
+  const bool only_cross_is_bool = json.has_value("only_cross_attention") && json.json().at("only_cross_attention").is_boolean();
+  if (json.has_value("mid_block_only_cross_attention")) {
+    c.mid_block_only_cross_attention = json.get_bool("mid_block_only_cross_attention");
+  } else if (only_cross_is_bool) {
+    c.mid_block_only_cross_attention = c.only_cross_attention[0] != 0;
+  }
+  const std::string time_scale_shift = json.get_string("resnet_time_scale_shift", "default");
+  if (time_scale_shift == "scale_shift") {
+    c.resnet_time_scale_shift = TimeEmbeddingNorm::kScaleShift;
+  } else if (time_scale_shift != "default") {
+    json.fail("resnet_time_scale_shift", "unsupported value \"" + time_scale_shift + "\"");
+  }
   c.layers_per_block = json.get_int_or_list("layers_per_block", n, 2);
   c.downsample_padding = json.get_int("downsample_padding", c.downsample_padding);
   c.mid_block_scale_factor = json.get_double("mid_block_scale_factor", c.mid_block_scale_factor);
@@ -96,8 +127,24 @@ UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& jso
   c.resnet_out_scale_factor = json.get_double("resnet_out_scale_factor", c.resnet_out_scale_factor);
   c.conv_in_kernel = json.get_int("conv_in_kernel", c.conv_in_kernel);
   c.conv_out_kernel = json.get_int("conv_out_kernel", c.conv_out_kernel);
+  if (json.has_value("encoder_hid_dim")) c.encoder_hid_dim = json.get_int("encoder_hid_dim");
+  c.encoder_hid_dim_type = json.get_string("encoder_hid_dim_type", "");
+  if (!c.encoder_hid_dim_type.empty() || c.encoder_hid_dim != 0) {
+    // Ref: diffusers _set_encoder_hid_proj: encoder_hid_dim alone means "text_proj".
+    if (c.encoder_hid_dim_type != "image_proj") {
+      json.fail("encoder_hid_dim_type", "unsupported value \"" +
+                                            (c.encoder_hid_dim_type.empty() ? std::string("text_proj") : c.encoder_hid_dim_type) +
+                                            "\" (only \"image_proj\")");
+    }
+    if (c.encoder_hid_dim <= 0) json.fail("encoder_hid_dim", "must be a positive integer with encoder_hid_dim_type \"image_proj\"");
+    for (int64_t dim : c.cross_attention_dim) {
+      if (dim != c.cross_attention_dim[0]) json.fail("cross_attention_dim", "must be one value with encoder_hid_dim_type \"image_proj\"");
+    }
+  }
   c.addition_embed_type = json.get_string("addition_embed_type", "");
-  if (!c.addition_embed_type.empty()) {
+  if (c.addition_embed_type == "image") {
+    if (c.encoder_hid_dim <= 0) json.fail("encoder_hid_dim", "must be a positive integer with addition_embed_type \"image\"");
+  } else if (!c.addition_embed_type.empty()) {
     if (c.addition_embed_type != "text_time") {
       json.fail("addition_embed_type", "unsupported value \"" + c.addition_embed_type + "\"");
     }
@@ -137,11 +184,16 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
   m.conv_in_ = Conv2d::load(w.child("conv_in"), c.in_channels, ch0, c.conv_in_kernel, 1,
                             (c.conv_in_kernel - 1) / 2);
   m.time_embedding_ = TimestepEmbedding::load(w.child("time_embedding"), ch0, time_embed_dim, c.act_fn);
+  if (c.encoder_hid_dim_type == "image_proj") {
+    m.encoder_hid_proj_ = ImageProjection::load(w.child("encoder_hid_proj"), c.encoder_hid_dim, c.cross_attention_dim[0]);
+  }
   if (c.addition_embed_type == "text_time") {
     // Ref: diffusers _set_add_embedding: TimestepEmbedding(projection_class_embeddings_input_dim,
     // time_embed_dim) with its default SiLU, whatever act_fn says.
     m.add_embedding_ = TimestepEmbedding::load(w.child("add_embedding"), c.projection_class_embeddings_input_dim,
                                                time_embed_dim, Activation::Silu);
+  } else if (c.addition_embed_type == "image") {
+    m.image_add_embedding_ = ImageTimeEmbedding::load(w.child("add_embedding"), c.encoder_hid_dim, time_embed_dim);
   }
 
   UNetBlockConfig base;
@@ -152,6 +204,7 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
   base.use_linear_projection = c.use_linear_projection;
   base.upcast_attention = c.upcast_attention;
   base.output_scale_factor = c.resnet_out_scale_factor;
+  base.resnet_time_scale_shift = c.resnet_time_scale_shift;
 
   int64_t output_channel = ch0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -162,6 +215,8 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
     b.num_layers = c.layers_per_block[i];
     b.transformer_layers = c.transformer_layers_per_block[i];
     b.has_attention = has_cross_attention(c.down_block_types[i]);
+    if (is_simple_cross_attention(c.down_block_types[i])) b.attention = BlockAttention::kAddedKV;
+    b.resnet_sample_change = has_resnet_sampler(c.down_block_types[i]);
     b.num_attention_heads = c.num_attention_heads[i];
     b.cross_attention_dim = c.cross_attention_dim[i];
     b.only_cross_attention = c.only_cross_attention[i] != 0;
@@ -176,6 +231,11 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
   mid.num_attention_heads = c.num_attention_heads.back();
   mid.cross_attention_dim = c.cross_attention_dim.back();
   mid.transformer_layers = c.transformer_layers_per_block.back();
+  if (c.mid_block_type == "UNetMidBlock2DSimpleCrossAttn") {
+    // Ref: diffusers get_mid_block: attention_head_dim[-1] is the head dimension here.
+    mid.attention = BlockAttention::kAddedKV;
+    mid.only_cross_attention = c.mid_block_only_cross_attention;
+  }
   mid.output_scale_factor = c.mid_block_scale_factor;
   m.mid_block_ = MidBlock2D::load(w.child("mid_block"), mid);
 
@@ -193,6 +253,13 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
     b.transformer_layers = c.transformer_layers_per_block[r];
     b.has_attention = has_cross_attention(c.up_block_types[i]);
     b.num_attention_heads = c.num_attention_heads[r];
+    if (is_simple_cross_attention(c.up_block_types[i])) {
+      b.attention = BlockAttention::kAddedKV;
+      // Ref: diffusers __init__, "up" section: attention_head_dim[i] is *not* reversed (only
+      // num_attention_heads is), so up block i uses the head dimension of down block i.
+      b.num_attention_heads = c.num_attention_heads[i];
+    }
+    b.resnet_sample_change = has_resnet_sampler(c.up_block_types[i]);
     b.cross_attention_dim = c.cross_attention_dim[r];
     b.only_cross_attention = c.only_cross_attention[r] != 0;
     b.add_sample_change = i + 1 < n;
@@ -255,19 +322,38 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
     throw ValueError("sample must have shape [batch, " + std::to_string(config_.in_channels) +
                      ", height, width], got " + c10::str(sample_in.sizes()));
   }
-  if (encoder_hidden_states.dim() != 3 || encoder_hidden_states.size(0) != sample_in.size(0) ||
-      encoder_hidden_states.size(2) != config_.cross_attention_dim[0]) {
-    throw ValueError("encoder_hidden_states must have shape [" + std::to_string(sample_in.size(0)) +
-                     ", sequence, " + std::to_string(config_.cross_attention_dim[0]) + "], got " +
-                     c10::str(encoder_hidden_states.sizes()));
+  const int64_t batch = sample_in.size(0);
+  const bool needs_image_embeds = encoder_hid_proj_ || image_add_embedding_;
+  if (needs_image_embeds) {
+    if (!added.image_embeds.defined()) {
+      throw ValueError(std::string("UNet2DConditionModel has the config param `") +
+                       (image_add_embedding_ ? "addition_embed_type` set to 'image'" : "encoder_hid_dim_type` set to 'image_proj'") +
+                       " which requires the keyword argument `image_embeds` to be passed in `added_cond_kwargs`");
+    }
+    if (added.image_embeds.dim() != 2 || added.image_embeds.size(0) != batch ||
+        added.image_embeds.size(1) != config_.encoder_hid_dim) {
+      throw ValueError("image_embeds must have shape [" + std::to_string(batch) + ", " +
+                       std::to_string(config_.encoder_hid_dim) + "], got " + c10::str(added.image_embeds.sizes()));
+    }
+  }
+  if (!encoder_hid_proj_ &&
+      (!encoder_hidden_states.defined() || encoder_hidden_states.dim() != 3 || encoder_hidden_states.size(0) != batch ||
+       encoder_hidden_states.size(2) != config_.cross_attention_dim[0])) {
+    throw ValueError("encoder_hidden_states must have shape [" + std::to_string(batch) + ", sequence, " +
+                     std::to_string(config_.cross_attention_dim[0]) + "], got " +
+                     (encoder_hidden_states.defined() ? c10::str(encoder_hidden_states.sizes()) : std::string("None")));
   }
   c10::NoGradGuard no_grad;
   at::Tensor sample = sample_in.to(device(), dtype());
-  const at::Tensor context = encoder_hidden_states.to(device(), dtype());
   if (config_.center_input_sample) sample = 2 * sample - 1.0;
-  const int64_t batch = sample.size(0);
   at::Tensor temb = time_embedding_for(timestep, batch, dtype());
   if (add_embedding_) temb = temb + addition_embedding_for(added, batch);
+  const at::Tensor image_embeds = needs_image_embeds ? added.image_embeds.to(device(), dtype()) : at::Tensor();
+  // Ref: diffusers get_aug_embed, addition_embed_type == "image" (Kandinsky 2.2).
+  if (image_add_embedding_) temb = temb + image_add_embedding_->forward(image_embeds);
+  // Ref: diffusers process_encoder_hidden_states, "image_proj": the image tokens replace the text.
+  const at::Tensor context =
+      encoder_hid_proj_ ? encoder_hid_proj_->forward(image_embeds) : encoder_hidden_states.to(device(), dtype());
 
   at::Tensor h = conv_in_.forward(sample);
   std::vector<at::Tensor> skips{h};
@@ -293,6 +379,8 @@ void UNet2DConditionModel::apply(const ParameterFn& fn) {
   conv_in_.apply(fn);
   time_embedding_.apply(fn);
   if (add_embedding_) add_embedding_->apply(fn);
+  if (image_add_embedding_) image_add_embedding_->apply(fn);
+  if (encoder_hid_proj_) encoder_hid_proj_->apply(fn);
   for (auto& b : down_blocks_) b.apply(fn);
   mid_block_.apply(fn);
   for (auto& b : up_blocks_) b.apply(fn);

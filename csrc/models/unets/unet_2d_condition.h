@@ -1,6 +1,7 @@
-// Mirrors diffusers UNet2DConditionModel (unets/unet_2d_condition.py) for the SD 1.x/2.x family:
-// positional time embedding, cross-attention down/mid/up blocks, any in_channels (inpainting
-// UNets take 9).
+// Mirrors diffusers UNet2DConditionModel (unets/unet_2d_condition.py) for the SD 1.x/2.x/XL family
+// (positional time embedding, cross-attention down/mid/up blocks, any in_channels: inpainting
+// UNets take 9) and the Kandinsky 2.2 decoder (image_embeds projected to the encoder states and
+// added to the time embedding, SimpleCrossAttn / Resnet{Down,Up}sample blocks, scale_shift resnets).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -51,16 +52,25 @@ struct UNet2DConditionConfig {
   std::string addition_embed_type;
   int64_t addition_time_embed_dim = 0;
   int64_t projection_class_embeddings_input_dim = 0;
+  // Kandinsky 2.2: addition_embed_type "image" (ImageTimeEmbedding of image_embeds) and
+  // encoder_hid_dim_type "image_proj" (ImageProjection of image_embeds replaces the encoder
+  // states); encoder_hid_dim is the image embedding's width. 0 / empty: none.
+  int64_t encoder_hid_dim = 0;
+  std::string encoder_hid_dim_type;
+  TimeEmbeddingNorm resnet_time_scale_shift = TimeEmbeddingNorm::kDefault;
+  bool mid_block_only_cross_attention = false;
 
   // Unsupported options raise ValueError naming the key and the file.
   static UNet2DConditionConfig from_json(const io::JsonConfig& config);
   std::size_t num_blocks() const { return block_out_channels.size(); }
 };
 
-// diffusers' added_cond_kwargs for addition_embed_type="text_time" (SDXL).
+// diffusers' added_cond_kwargs: text_embeds/time_ids for addition_embed_type="text_time" (SDXL),
+// image_embeds for "image" / encoder_hid_dim_type "image_proj" (Kandinsky 2.2).
 struct UNetAddedConditions {
-  at::Tensor text_embeds;  // [B, pooled_dim]
-  at::Tensor time_ids;     // [B, n]: n * addition_time_embed_dim + pooled_dim = projection input
+  at::Tensor text_embeds;   // [B, pooled_dim]
+  at::Tensor time_ids;      // [B, n]: n * addition_time_embed_dim + pooled_dim = projection input
+  at::Tensor image_embeds;  // [B, encoder_hid_dim]
 };
 
 class UNet2DConditionModel {
@@ -70,7 +80,8 @@ class UNet2DConditionModel {
                                    std::optional<at::ScalarType> dtype);
 
   // sample: [B, in_channels, H, W]; timestep: scalar or [B] (or [1]); encoder_hidden_states:
-  // [B, S, cross_attention_dim]. Returns [B, out_channels, H, W].
+  // [B, S, cross_attention_dim] (ignored, may be undefined, with encoder_hid_dim_type "image_proj").
+  // Returns [B, out_channels, H, W].
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep,
                      const at::Tensor& encoder_hidden_states,
                      const UNetAddedConditions& added = UNetAddedConditions()) const;
@@ -90,6 +101,8 @@ class UNet2DConditionModel {
   Conv2d conv_in_;
   TimestepEmbedding time_embedding_;
   std::optional<TimestepEmbedding> add_embedding_;
+  std::optional<ImageTimeEmbedding> image_add_embedding_;  // checkpoint key "add_embedding"
+  std::optional<ImageProjection> encoder_hid_proj_;
   std::vector<DownBlock2D> down_blocks_;
   MidBlock2D mid_block_;
   std::vector<UpBlock2D> up_blocks_;

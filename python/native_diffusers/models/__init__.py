@@ -1,3 +1,3 @@
-from .autoencoders import AutoencoderKL
+from .autoencoders import AutoencoderKL, VQModel
 from .clip import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 from .unets import UNet2DConditionModel

@@ -1,4 +1,5 @@
 from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForText2Image
+from .kandinsky2_2 import KandinskyV22Img2ImgPipeline
 from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from .stable_diffusion import StableDiffusionImg2ImgPipeline
 from .stable_diffusion_xl import (
@@ -9,6 +10,7 @@ from .stable_diffusion_xl import (
 
 # Pipelines reachable from DiffusionPipeline.from_pretrained by model_index.json's _class_name.
 PIPELINE_CLASSES = {
+    "KandinskyV22Img2ImgPipeline": KandinskyV22Img2ImgPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLImg2ImgPipeline,

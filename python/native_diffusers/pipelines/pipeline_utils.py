@@ -20,6 +20,7 @@ def _component_classes() -> Dict[str, Any]:
     classes = {name: getattr(models, name) for name in ("CLIPTextModel", "CLIPTextModelWithProjection",
                                                         "CLIPTokenizer", "UNet2DConditionModel", "AutoencoderKL")}
     classes["CLIPTokenizerFast"] = models.CLIPTokenizer  # the same tokenizer, as transformers v5 has it
+    classes["VQModel"] = models.VQModel
     for name in schedulers.__all__:
         classes[name] = getattr(schedulers, name)
     return classes

@@ -45,6 +45,7 @@ class UNet2DConditionOutput(BaseOutput):
 
 class DecoderOutput(BaseOutput):
     sample: Any
+    commit_loss: Any  # VQModel.decode only, as diffusers
 
 
 class AutoencoderKLOutput(BaseOutput):

@@ -102,8 +102,8 @@ def test_unet_rejects_unsupported_config_and_bad_inputs(tmp_path):
 
     config = json.loads((tmp_path / "config.json").read_text())
     for key, value, needle in [
-        ("down_block_types", ["SimpleCrossAttnDownBlock2D", "DownBlock2D"], "down_block_types\\[0\\]"),
-        ("resnet_time_scale_shift", "scale_shift", "resnet_time_scale_shift"),
+        ("down_block_types", ["SkipDownBlock2D", "DownBlock2D"], "down_block_types\\[0\\]"),
+        ("resnet_time_scale_shift", "ada_group", "resnet_time_scale_shift"),
         ("attention_head_dim", 7, "attention_head_dim"),
     ]:
         (tmp_path / "config.json").write_text(json.dumps({**config, key: value}))

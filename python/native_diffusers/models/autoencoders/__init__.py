@@ -1,2 +1,3 @@
 from .autoencoder_kl import AutoencoderKL
 from .vae import DiagonalGaussianDistribution
+from .vq_model import VQModel

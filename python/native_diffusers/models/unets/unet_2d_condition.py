@@ -1,4 +1,4 @@
-"""diffusers' ``UNet2DConditionModel`` on the native engine (SD 1.x/2.x family)."""
+"""diffusers' ``UNet2DConditionModel`` on the native engine (SD 1.x/2.x/XL family and the Kandinsky 2.2 decoder)."""
 
 import weakref
 from typing import Any, Optional
@@ -15,7 +15,8 @@ _LIVE_UNETS = weakref.WeakValueDictionary()
 
 
 @torch.library.register_fake("native_diffusers::unet_forward")
-def _unet_forward_fake(handle, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None):
+def _unet_forward_fake(handle, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None,
+                       image_embeds=None):
     unet = _LIVE_UNETS[handle]
     batch, _, height, width = sample.shape
     return sample.new_empty((batch, unet.config.get("out_channels", 4), height, width), dtype=unet.dtype)
@@ -37,7 +38,7 @@ class UNet2DConditionModel(NativeModelMixin):
         self,
         sample: torch.Tensor,
         timestep: Any,
-        encoder_hidden_states: torch.Tensor,
+        encoder_hidden_states: Optional[torch.Tensor],
         class_labels: Optional[torch.Tensor] = None,
         timestep_cond: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,
@@ -63,18 +64,21 @@ class UNet2DConditionModel(NativeModelMixin):
                 raise NotImplementedError(f"`{name}` is not supported yet by the native UNet2DConditionModel")
         if not isinstance(sample, torch.Tensor):
             raise TypeError(f"sample must be a torch.Tensor, got {type(sample).__name__}")
-        if not isinstance(encoder_hidden_states, torch.Tensor):
+        if encoder_hidden_states is not None and not isinstance(encoder_hidden_states, torch.Tensor):
             raise TypeError(f"encoder_hidden_states must be a torch.Tensor, got {type(encoder_hidden_states).__name__}")
         if not torch.is_tensor(timestep):
             # Ref: diffusers get_time_embed: Python numbers become float32 or int64 tensors.
             dtype = torch.float32 if isinstance(timestep, float) else torch.int64
             timestep = torch.tensor([timestep], dtype=dtype, device=sample.device)
         added_cond_kwargs = added_cond_kwargs or {}
-        unknown = set(added_cond_kwargs) - {"text_embeds", "time_ids"}
+        unknown = set(added_cond_kwargs) - {"text_embeds", "time_ids", "image_embeds"}
         if unknown:
             raise NotImplementedError(f"added_cond_kwargs {sorted(unknown)} are not supported yet")
+        for name, value in added_cond_kwargs.items():
+            if value is not None and not isinstance(value, torch.Tensor):
+                raise TypeError(f"added_cond_kwargs[{name!r}] must be a torch.Tensor, got {type(value).__name__}")
         args = (sample, timestep, encoder_hidden_states, added_cond_kwargs.get("text_embeds"),
-                added_cond_kwargs.get("time_ids"))
+                added_cond_kwargs.get("time_ids"), added_cond_kwargs.get("image_embeds"))
         if torch.compiler.is_compiling():
             # Under torch.compile: the opaque op (errors surface as RuntimeError through the dispatcher).
             out = torch.ops.native_diffusers.unet_forward(self._handle, *args)

@@ -1,0 +1,1 @@
+from .pipeline_kandinsky2_2_img2img import KandinskyV22Img2ImgPipeline
