@@ -52,6 +52,31 @@ void bind_clip(py::module_& m) {
   });
 }
 
+void bind_clip_vision(py::module_& m) {
+  py::class_<CLIPVisionModelWithProjection, std::shared_ptr<CLIPVisionModelWithProjection>> cls(
+      m, "CLIPVisionModelWithProjection");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return CLIPVisionModelWithProjection::load(CLIPVisionConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def(
+      "forward",
+      [](const CLIPVisionModelWithProjection& self, const at::Tensor& pixel_values, bool output_hidden_states) {
+        CLIPVisionOutput out;
+        {
+          py::gil_scoped_release release;
+          out = self.forward(pixel_values, output_hidden_states);
+        }
+        py::dict d;
+        d["image_embeds"] = out.image_embeds;
+        d["last_hidden_state"] = out.last_hidden_state;
+        d["pooler_output"] = out.pooler_output;
+        if (!out.hidden_states.empty()) d["hidden_states"] = py::tuple(py::cast(out.hidden_states));
+        return d;
+      },
+      py::arg("pixel_values"), py::arg("output_hidden_states") = false);
+}
+
 void bind_unet(py::module_& m) {
   py::class_<UNet2DConditionModel, std::shared_ptr<UNet2DConditionModel>> cls(m, "UNet2DConditionModel");
   def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
@@ -96,6 +121,7 @@ void bind_autoencoder_kl(py::module_& m) {
 
 void bind_models(py::module_& m) {
   bind_clip(m);
+  bind_clip_vision(m);
   bind_unet(m);
   bind_autoencoder_kl(m);
 }

@@ -8,6 +8,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links agai
 
 from . import _C
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
+from .models import CLIPImageProcessor, CLIPVisionModelWithProjection
 from .schedulers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -30,9 +31,11 @@ from .image_processor import VaeImageProcessor
 __all__ = [
     "AutoPipelineForImage2Image",
     "AutoencoderKL",
+    "CLIPImageProcessor",
     "CLIPTextModel",
     "CLIPTextModelWithProjection",
     "CLIPTokenizer",
+    "CLIPVisionModelWithProjection",
     "DDIMScheduler",
     "DDPMScheduler",
     "DiffusionPipeline",

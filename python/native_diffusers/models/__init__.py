@@ -1,3 +1,9 @@
 from .autoencoders import AutoencoderKL
-from .clip import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from .clip import (
+    CLIPImageProcessor,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionModelWithProjection,
+)
 from .unets import UNet2DConditionModel
