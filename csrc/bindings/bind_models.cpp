@@ -7,6 +7,7 @@
 #include "bindings/model_loaders.h"
 #include "models/autoencoders/autoencoder_kl.h"
 #include "models/clip/modeling_clip.h"
+#include "models/transformers/prior_transformer.h"
 #include "models/unets/unet_2d_condition.h"
 
 namespace py = pybind11;
@@ -77,6 +78,19 @@ void bind_clip_vision(py::module_& m) {
       py::arg("pixel_values"), py::arg("output_hidden_states") = false);
 }
 
+void bind_prior_transformer(py::module_& m) {
+  py::class_<PriorTransformer, std::shared_ptr<PriorTransformer>> cls(m, "PriorTransformer");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return PriorTransformer::load(PriorTransformerConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def("forward", &PriorTransformer::forward, py::arg("hidden_states"), py::arg("timestep"),
+          py::arg("proj_embedding"), py::arg("encoder_hidden_states") = py::none(),
+          py::arg("attention_mask") = py::none(), py::call_guard<py::gil_scoped_release>())
+      .def("post_process_latents", &PriorTransformer::post_process_latents, py::arg("prior_latents"),
+           py::call_guard<py::gil_scoped_release>());
+}
+
 void bind_unet(py::module_& m) {
   py::class_<UNet2DConditionModel, std::shared_ptr<UNet2DConditionModel>> cls(m, "UNet2DConditionModel");
   def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
@@ -122,6 +136,7 @@ void bind_autoencoder_kl(py::module_& m) {
 void bind_models(py::module_& m) {
   bind_clip(m);
   bind_clip_vision(m);
+  bind_prior_transformer(m);
   bind_unet(m);
   bind_autoencoder_kl(m);
 }

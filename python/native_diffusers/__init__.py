@@ -8,7 +8,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links agai
 
 from . import _C
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
-from .models import CLIPImageProcessor, CLIPVisionModelWithProjection
+from .models import CLIPImageProcessor, CLIPVisionModelWithProjection, PriorTransformer
 from .schedulers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -46,6 +46,7 @@ __all__ = [
     "ImagePipelineOutput",
     "LMSDiscreteScheduler",
     "PNDMScheduler",
+    "PriorTransformer",
     "StableDiffusionImg2ImgPipeline",
     "UNet2DConditionModel",
     "UniPCMultistepScheduler",

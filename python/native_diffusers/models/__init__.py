@@ -7,3 +7,4 @@ from .clip import (
     CLIPVisionModelWithProjection,
 )
 from .unets import UNet2DConditionModel
+from .transformers import PriorTransformer
