@@ -18,6 +18,7 @@ from .schedulers import (
     HeunDiscreteScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
+    UnCLIPScheduler,
     UniPCMultistepScheduler,
 )
 from .pipelines import (
@@ -49,6 +50,7 @@ __all__ = [
     "PriorTransformer",
     "StableDiffusionImg2ImgPipeline",
     "UNet2DConditionModel",
+    "UnCLIPScheduler",
     "UniPCMultistepScheduler",
     "VaeImageProcessor",
 ]
