@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 #include <torch/extension.h>
 
+#include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
 
 namespace py = pybind11;
@@ -32,9 +33,69 @@ StepCallback wrap_step_callback(const std::optional<py::function>& callback) {
   };
 }
 
+// The prior's callback_on_step_end: diffusers' four tensor inputs, any of which it may replace.
+PriorStepCallback wrap_prior_step_callback(const std::optional<py::function>& callback) {
+  if (!callback) return nullptr;
+  py::function fn = *callback;
+  return [fn](int64_t step, const at::Tensor& timestep, PriorStepTensors& tensors) {
+    py::gil_scoped_acquire gil;
+    py::dict current;
+    current["latents"] = tensors.latents;
+    current["prompt_embeds"] = tensors.prompt_embeds;
+    current["text_encoder_hidden_states"] = tensors.text_encoder_hidden_states;
+    current["text_mask"] = tensors.text_mask;
+    py::object result = fn(step, timestep, current);
+    if (result.is_none()) return;
+    py::dict updates = result.cast<py::dict>();
+    for (auto [name, slot] : {std::pair<const char*, at::Tensor*>{"latents", &tensors.latents},
+                              {"prompt_embeds", &tensors.prompt_embeds},
+                              {"text_encoder_hidden_states", &tensors.text_encoder_hidden_states},
+                              {"text_mask", &tensors.text_mask}}) {
+      if (updates.contains(name)) *slot = updates[name].cast<at::Tensor>();
+    }
+  };
+}
+
+void bind_kandinsky_prior(py::module_& m) {
+  py::class_<KandinskyV22PriorPipeline, std::shared_ptr<KandinskyV22PriorPipeline>>(m, "KandinskyV22PriorPipeline")
+      .def(py::init<std::shared_ptr<PriorTransformer>, std::shared_ptr<CLIPVisionModelWithProjection>,
+                    std::shared_ptr<CLIPTextModel>, std::shared_ptr<CLIPTokenizer>, std::shared_ptr<Scheduler>>(),
+           py::arg("prior"), py::arg("image_encoder"), py::arg("text_encoder"), py::arg("tokenizer"),
+           py::arg("scheduler"))
+      .def("get_zero_embed", &KandinskyV22PriorPipeline::get_zero_embed, py::arg("batch_size") = 1,
+           py::call_guard<py::gil_scoped_release>())
+      .def(
+          "run",
+          [](KandinskyV22PriorPipeline& self, std::vector<std::string> prompt, std::vector<std::string> negative_prompt,
+             int64_t num_images_per_prompt, int64_t num_inference_steps, std::vector<at::Generator> generators,
+             std::optional<at::Tensor> latents, double guidance_scale, bool progress_bar,
+             std::optional<py::function> callback_on_step_end) {
+            KandinskyV22PriorRequest r;
+            r.prompt = std::move(prompt);
+            r.negative_prompt = std::move(negative_prompt);
+            r.num_images_per_prompt = num_images_per_prompt;
+            r.num_inference_steps = num_inference_steps;
+            r.generators = std::move(generators);
+            if (latents) r.latents = *latents;
+            r.guidance_scale = guidance_scale;
+            r.progress_bar = progress_bar;
+            r.callback_on_step_end = wrap_prior_step_callback(callback_on_step_end);
+            KandinskyPriorOutput out;
+            {
+              py::gil_scoped_release release;
+              out = self.run(r);
+            }
+            return py::make_tuple(out.image_embeds, out.negative_image_embeds);
+          },
+          py::kw_only(), py::arg("prompt"), py::arg("negative_prompt"), py::arg("num_images_per_prompt"),
+          py::arg("num_inference_steps"), py::arg("generators"), py::arg("latents"), py::arg("guidance_scale"),
+          py::arg("progress_bar"), py::arg("callback_on_step_end"));
+}
+
 }  // namespace
 
 void bind_pipelines(py::module_& m) {
+  bind_kandinsky_prior(m);
   py::class_<StableDiffusionImg2ImgPipeline, std::shared_ptr<StableDiffusionImg2ImgPipeline>>(
       m, "StableDiffusionImg2ImgPipeline")
       .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,

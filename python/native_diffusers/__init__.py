@@ -25,6 +25,7 @@ from .pipelines import (
     AutoPipelineForImage2Image,
     DiffusionPipeline,
     ImagePipelineOutput,
+    KandinskyV22PriorPipeline,
     StableDiffusionImg2ImgPipeline,
 )
 from .image_processor import VaeImageProcessor
@@ -45,6 +46,7 @@ __all__ = [
     "EulerDiscreteScheduler",
     "HeunDiscreteScheduler",
     "ImagePipelineOutput",
+    "KandinskyV22PriorPipeline",
     "LMSDiscreteScheduler",
     "PNDMScheduler",
     "PriorTransformer",

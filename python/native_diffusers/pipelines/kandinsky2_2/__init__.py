@@ -1,0 +1,1 @@
+from .pipeline_kandinsky2_2_prior import KandinskyPriorPipelineOutput, KandinskyV22PriorPipeline
