@@ -1,6 +1,6 @@
 """diffusers' ``UnCLIPScheduler`` on the engine's ``UnCLIPScheduler``."""
 
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 

@@ -229,7 +229,8 @@ class CLIPImageProcessor:
         if isinstance(image, np.ndarray):
             return _to_channels_first(image)
         raise ValueError(
-            f"Invalid image type {type(image).__name__}. Must be of type PIL.Image.Image, numpy.ndarray or torch.Tensor."
+            f"Invalid image type {type(image).__name__}. Must be of type PIL.Image.Image, numpy.ndarray or "
+            "torch.Tensor."
         )
 
     def preprocess(

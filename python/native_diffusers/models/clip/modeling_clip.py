@@ -75,7 +75,9 @@ class CLIPVisionModelWithProjection(NativeModelMixin):
         **kwargs,
     ):
         if interpolate_pos_encoding:
-            raise NotImplementedError("interpolate_pos_encoding is not supported by the native CLIPVisionModelWithProjection")
+            raise NotImplementedError(
+                "interpolate_pos_encoding is not supported by the native CLIPVisionModelWithProjection"
+            )
         if pixel_values is None:
             raise ValueError("You have to specify pixel_values")
         if not isinstance(pixel_values, torch.Tensor):
