@@ -8,6 +8,7 @@
 #include "models/autoencoders/autoencoder_kl.h"
 #include "models/autoencoders/vq_model.h"
 #include "models/clip/modeling_clip.h"
+#include "models/transformers/prior_transformer.h"
 #include "models/unets/unet_2d_condition.h"
 
 namespace py = pybind11;
@@ -51,6 +52,44 @@ void bind_clip(py::module_& m) {
     return CLIPTextModelWithProjection(
         CLIPTextModel::load(CLIPTextConfig::from_json(json), sd, origin, dtype, true));
   });
+}
+
+void bind_clip_vision(py::module_& m) {
+  py::class_<CLIPVisionModelWithProjection, std::shared_ptr<CLIPVisionModelWithProjection>> cls(
+      m, "CLIPVisionModelWithProjection");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return CLIPVisionModelWithProjection::load(CLIPVisionConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def(
+      "forward",
+      [](const CLIPVisionModelWithProjection& self, const at::Tensor& pixel_values, bool output_hidden_states) {
+        CLIPVisionOutput out;
+        {
+          py::gil_scoped_release release;
+          out = self.forward(pixel_values, output_hidden_states);
+        }
+        py::dict d;
+        d["image_embeds"] = out.image_embeds;
+        d["last_hidden_state"] = out.last_hidden_state;
+        d["pooler_output"] = out.pooler_output;
+        if (!out.hidden_states.empty()) d["hidden_states"] = py::tuple(py::cast(out.hidden_states));
+        return d;
+      },
+      py::arg("pixel_values"), py::arg("output_hidden_states") = false);
+}
+
+void bind_prior_transformer(py::module_& m) {
+  py::class_<PriorTransformer, std::shared_ptr<PriorTransformer>> cls(m, "PriorTransformer");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return PriorTransformer::load(PriorTransformerConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def("forward", &PriorTransformer::forward, py::arg("hidden_states"), py::arg("timestep"),
+          py::arg("proj_embedding"), py::arg("encoder_hidden_states") = py::none(),
+          py::arg("attention_mask") = py::none(), py::call_guard<py::gil_scoped_release>())
+      .def("post_process_latents", &PriorTransformer::post_process_latents, py::arg("prior_latents"),
+           py::call_guard<py::gil_scoped_release>());
 }
 
 void bind_unet(py::module_& m) {
@@ -109,6 +148,8 @@ void bind_vq_model(py::module_& m) {
 
 void bind_models(py::module_& m) {
   bind_clip(m);
+  bind_clip_vision(m);
+  bind_prior_transformer(m);
   bind_unet(m);
   bind_autoencoder_kl(m);
   bind_vq_model(m);

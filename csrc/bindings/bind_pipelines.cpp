@@ -5,6 +5,7 @@
 #include <torch/extension.h>
 
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_img2img.h"
+#include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
 #include "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.h"
 
@@ -106,10 +107,47 @@ void bind_kandinsky(py::module_& m) {
           py::arg("progress_bar"), py::arg("callback_on_step_end"));
 }
 
+void bind_kandinsky_prior(py::module_& m) {
+  py::class_<KandinskyV22PriorPipeline, std::shared_ptr<KandinskyV22PriorPipeline>>(m, "KandinskyV22PriorPipeline")
+      .def(py::init<std::shared_ptr<PriorTransformer>, std::shared_ptr<CLIPVisionModelWithProjection>,
+                    std::shared_ptr<CLIPTextModel>, std::shared_ptr<CLIPTokenizer>, std::shared_ptr<Scheduler>>(),
+           py::arg("prior"), py::arg("image_encoder"), py::arg("text_encoder"), py::arg("tokenizer"),
+           py::arg("scheduler"))
+      .def("get_zero_embed", &KandinskyV22PriorPipeline::get_zero_embed, py::arg("batch_size") = 1,
+           py::call_guard<py::gil_scoped_release>())
+      .def(
+          "run",
+          [](KandinskyV22PriorPipeline& self, std::vector<std::string> prompt, std::vector<std::string> negative_prompt,
+             int64_t num_images_per_prompt, int64_t num_inference_steps, std::vector<at::Generator> generators,
+             std::optional<at::Tensor> latents, double guidance_scale, bool progress_bar,
+             StepCallback callback_on_step_end) {
+            KandinskyV22PriorRequest r;
+            r.prompt = std::move(prompt);
+            r.negative_prompt = std::move(negative_prompt);
+            r.num_images_per_prompt = num_images_per_prompt;
+            r.num_inference_steps = num_inference_steps;
+            r.generators = std::move(generators);
+            if (latents) r.latents = *latents;
+            r.guidance_scale = guidance_scale;
+            r.progress_bar = progress_bar;
+            r.callback_on_step_end = std::move(callback_on_step_end);
+            KandinskyPriorOutput out;
+            {
+              py::gil_scoped_release release;
+              out = self.run(r);
+            }
+            return py::make_tuple(out.image_embeds, out.negative_image_embeds);
+          },
+          py::kw_only(), py::arg("prompt"), py::arg("negative_prompt"), py::arg("num_images_per_prompt"),
+          py::arg("num_inference_steps"), py::arg("generators"), py::arg("latents"), py::arg("guidance_scale"),
+          py::arg("progress_bar"), py::arg("callback_on_step_end"));
+}
+
 }  // namespace
 
 void bind_pipelines(py::module_& m) {
   bind_kandinsky(m);
+  bind_kandinsky_prior(m);
   py::class_<StableDiffusionImg2ImgPipeline, std::shared_ptr<StableDiffusionImg2ImgPipeline>>(
       m, "StableDiffusionImg2ImgPipeline")
       .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,

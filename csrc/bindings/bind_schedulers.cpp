@@ -38,7 +38,7 @@ void bind_schedulers(py::module_& m) {
           [](Scheduler& s, const at::Tensor& model_output, const at::Tensor& timestep, const at::Tensor& sample,
              double eta, bool use_clipped_model_output, std::vector<at::Generator> generators,
              std::optional<at::Tensor> variance_noise, double s_churn, double s_tmin, double s_tmax, double s_noise,
-             int64_t order) {
+             int64_t order, std::optional<int64_t> prev_timestep) {
             StepOptions o;
             o.eta = eta;
             o.use_clipped_model_output = use_clipped_model_output;
@@ -49,6 +49,7 @@ void bind_schedulers(py::module_& m) {
             o.s_tmax = s_tmax;
             o.s_noise = s_noise;
             o.order = order;
+            o.prev_timestep = prev_timestep;
             SchedulerOutput out;
             {
               py::gil_scoped_release release;
@@ -60,7 +61,7 @@ void bind_schedulers(py::module_& m) {
           py::arg("use_clipped_model_output") = false, py::arg("generators") = std::vector<at::Generator>{},
           py::arg("variance_noise") = py::none(), py::arg("s_churn") = 0.0, py::arg("s_tmin") = 0.0,
           py::arg("s_tmax") = std::numeric_limits<double>::infinity(), py::arg("s_noise") = 1.0,
-          py::arg("order") = 4)
+          py::arg("order") = 4, py::arg("prev_timestep") = py::none())
       .def("add_noise", &Scheduler::add_noise, py::arg("original_samples"), py::arg("noise"), py::arg("timesteps"))
       .def_property_readonly("timesteps", [](const Scheduler& s) { return tensor_or_none(s.timesteps()); })
       .def_property_readonly("sigmas", [](const Scheduler& s) { return tensor_or_none(s.sigmas()); })

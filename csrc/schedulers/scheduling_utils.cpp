@@ -14,6 +14,7 @@
 #include "schedulers/scheduling_heun_discrete.h"
 #include "schedulers/scheduling_lms_discrete.h"
 #include "schedulers/scheduling_pndm.h"
+#include "schedulers/scheduling_unclip.h"
 #include "schedulers/scheduling_unipc_multistep.h"
 
 namespace nd {
@@ -382,7 +383,7 @@ at::Tensor to_tensor(const std::vector<int64_t>& values) {
 std::vector<std::string> scheduler_class_names() {
   return {"DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
           "EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "PNDMScheduler",
-          "UniPCMultistepScheduler"};
+          "UnCLIPScheduler", "UniPCMultistepScheduler"};
 }
 
 std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const io::JsonConfig& config) {
@@ -398,6 +399,9 @@ std::shared_ptr<Scheduler> make_scheduler(const std::string& class_name, const i
     return std::make_shared<DPMSolverMultistepScheduler>(DPMSolverMultistepSchedulerConfig::from_json(config));
   }
   if (class_name == "DDPMScheduler") return std::make_shared<DDPMScheduler>(DDPMSchedulerConfig::from_json(config));
+  if (class_name == "UnCLIPScheduler") {
+    return std::make_shared<UnCLIPScheduler>(UnCLIPSchedulerConfig::from_json(config));
+  }
   if (class_name == "LMSDiscreteScheduler") {
     return std::make_shared<LMSDiscreteScheduler>(LMSDiscreteSchedulerConfig::from_json(config));
   }

@@ -58,6 +58,7 @@ struct StepOptions {
   double s_tmax = std::numeric_limits<double>::infinity();
   double s_noise = 1.0;
   int64_t order = 4;  // LMS: the linear multistep order (diffusers' `order` argument of step)
+  std::optional<int64_t> prev_timestep;  // UnCLIP: the timestep this step goes to (none: t - 1)
 };
 
 struct SchedulerOutput {

@@ -9,6 +9,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links agai
 from . import _C
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
 from .models import VQModel
+from .models import CLIPImageProcessor, CLIPVisionModelWithProjection, PriorTransformer
 from .schedulers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -18,6 +19,7 @@ from .schedulers import (
     HeunDiscreteScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
+    UnCLIPScheduler,
     UniPCMultistepScheduler,
 )
 from .pipelines import (
@@ -26,6 +28,7 @@ from .pipelines import (
     DiffusionPipeline,
     ImagePipelineOutput,
     KandinskyV22Img2ImgPipeline,
+    KandinskyV22PriorPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
@@ -36,9 +39,11 @@ __all__ = [
     "AutoPipelineForImage2Image",
     "AutoPipelineForText2Image",
     "AutoencoderKL",
+    "CLIPImageProcessor",
     "CLIPTextModel",
     "CLIPTextModelWithProjection",
     "CLIPTokenizer",
+    "CLIPVisionModelWithProjection",
     "DDIMScheduler",
     "DDPMScheduler",
     "DiffusionPipeline",
@@ -48,12 +53,15 @@ __all__ = [
     "HeunDiscreteScheduler",
     "ImagePipelineOutput",
     "KandinskyV22Img2ImgPipeline",
+    "KandinskyV22PriorPipeline",
     "LMSDiscreteScheduler",
     "PNDMScheduler",
+    "PriorTransformer",
     "StableDiffusionImg2ImgPipeline",
     "StableDiffusionXLImg2ImgPipeline",
     "StableDiffusionXLPipeline",
     "UNet2DConditionModel",
+    "UnCLIPScheduler",
     "UniPCMultistepScheduler",
     "VaeImageProcessor",
     "VQModel",

@@ -1,5 +1,5 @@
 from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForText2Image
-from .kandinsky2_2 import KandinskyV22Img2ImgPipeline
+from .kandinsky2_2 import KandinskyPriorPipelineOutput, KandinskyV22Img2ImgPipeline, KandinskyV22PriorPipeline
 from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from .stable_diffusion import StableDiffusionImg2ImgPipeline
 from .stable_diffusion_xl import (
@@ -14,4 +14,5 @@ PIPELINE_CLASSES = {
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLImg2ImgPipeline,
+    "KandinskyV22PriorPipeline": KandinskyV22PriorPipeline,
 }

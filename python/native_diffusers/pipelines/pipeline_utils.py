@@ -18,7 +18,10 @@ def _component_classes() -> Dict[str, Any]:
     from .. import models, schedulers
 
     classes = {name: getattr(models, name) for name in ("CLIPTextModel", "CLIPTextModelWithProjection",
-                                                        "CLIPTokenizer", "UNet2DConditionModel", "AutoencoderKL")}
+                                                        "CLIPTokenizer", "UNet2DConditionModel", "AutoencoderKL",
+                                                        "CLIPVisionModelWithProjection", "CLIPImageProcessor",
+                                                        "PriorTransformer")}
+    classes["CLIPImageProcessorPil"] = models.CLIPImageProcessor  # transformers 5 without torchvision
     classes["CLIPTokenizerFast"] = models.CLIPTokenizer  # the same tokenizer, as transformers v5 has it
     classes["VQModel"] = models.VQModel
     for name in schedulers.__all__:
@@ -28,6 +31,7 @@ def _component_classes() -> Dict[str, Any]:
 
 # Components that diffusers' checkpoints carry but that do not change the image of a
 # generation: they load as None, with a note (the safety checker only blanks flagged images).
+# Only for pipelines that do not use them: a class listing one in _used_components loads it.
 _SKIPPED_COMPONENTS = {"safety_checker", "feature_extractor", "image_encoder"}
 
 
@@ -116,7 +120,7 @@ class DiffusionPipeline:
             if entry is None or not isinstance(entry, (list, tuple)) or len(entry) != 2 or entry[1] is None:
                 loaded[name] = None
                 continue
-            if name in _SKIPPED_COMPONENTS:
+            if name in _SKIPPED_COMPONENTS and name not in getattr(pipeline_class, "_used_components", ()):
                 loaded[name] = None
                 continue
             class_name = entry[1]

@@ -50,3 +50,10 @@ class DecoderOutput(BaseOutput):
 
 class AutoencoderKLOutput(BaseOutput):
     latent_dist: Any
+
+
+class CLIPVisionModelOutput(BaseOutput):
+    image_embeds: Any
+    last_hidden_state: Any
+    hidden_states: Any
+    attentions: Any

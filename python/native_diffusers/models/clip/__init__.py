@@ -1,2 +1,3 @@
-from .modeling_clip import CLIPTextModel, CLIPTextModelWithProjection
+from .image_processing_clip import CLIPImageProcessor
+from .modeling_clip import CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 from .tokenization_clip import CLIPTokenizer

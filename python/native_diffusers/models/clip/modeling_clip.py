@@ -1,12 +1,13 @@
-"""transformers' CLIP text encoders on the native engine: ``CLIPTextModel`` (SD 1.5),
-``CLIPTextModelWithProjection`` (SDXL's second encoder, Kandinsky's prior)."""
+"""transformers' CLIP encoders on the native engine: ``CLIPTextModel`` (SD 1.5),
+``CLIPTextModelWithProjection`` (SDXL's second encoder, Kandinsky's prior) and
+``CLIPVisionModelWithProjection`` (Kandinsky's prior image encoder)."""
 
 from typing import Optional
 
 import torch
 
 from ... import _C
-from ...utils.outputs import BaseModelOutputWithPooling, CLIPTextModelOutput
+from ...utils.outputs import BaseModelOutputWithPooling, CLIPTextModelOutput, CLIPVisionModelOutput
 from ..modeling_utils import NativeModelMixin
 
 
@@ -56,3 +57,35 @@ class CLIPTextModelWithProjection(_CLIPTextModelBase):
             last_hidden_state=out["last_hidden_state"],
             hidden_states=out.get("hidden_states"),
         )
+
+
+class CLIPVisionModelWithProjection(NativeModelMixin):
+    """ViT image tower plus ``visual_projection``; ``image_embeds`` is the projected class token."""
+
+    default_dtype = "auto"
+    main_input_name = "pixel_values"
+    _engine_class = _C.CLIPVisionModelWithProjection
+
+    def forward(
+        self,
+        pixel_values: Optional[torch.Tensor] = None,
+        output_hidden_states: Optional[bool] = None,
+        interpolate_pos_encoding: bool = False,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ):
+        if interpolate_pos_encoding:
+            raise NotImplementedError(
+                "interpolate_pos_encoding is not supported by the native CLIPVisionModelWithProjection"
+            )
+        if pixel_values is None:
+            raise ValueError("You have to specify pixel_values")
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+        out = self._engine.forward(pixel_values, bool(output_hidden_states))
+        result = CLIPVisionModelOutput(
+            image_embeds=out["image_embeds"],
+            last_hidden_state=out["last_hidden_state"],
+            hidden_states=out.get("hidden_states"),
+        )
+        return result if return_dict is not False else result.to_tuple()

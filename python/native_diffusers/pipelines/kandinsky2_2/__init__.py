@@ -1,1 +1,2 @@
 from .pipeline_kandinsky2_2_img2img import KandinskyV22Img2ImgPipeline
+from .pipeline_kandinsky2_2_prior import KandinskyPriorPipelineOutput, KandinskyV22PriorPipeline

@@ -1,0 +1,1 @@
+from .prior_transformer import PriorTransformer, PriorTransformerOutput

@@ -1,0 +1,149 @@
+"""diffusers' ``KandinskyV22PriorPipeline`` on the native engine: text -> CLIP image embedding for
+the Kandinsky 2.2 decoder. Python checks the arguments (with diffusers' messages); prompt encoding,
+the UnCLIP denoising loop and the negative image embedding run in the C++ engine."""
+
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import torch
+
+from ... import _C
+from ...utils.outputs import BaseOutput
+from ..pipeline_utils import DiffusionPipeline
+
+
+class KandinskyPriorPipelineOutput(BaseOutput):
+    image_embeds: Any
+    negative_image_embeds: Any
+
+
+class KandinskyV22PriorPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->image_encoder->prior"
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "text_encoder_hidden_states", "text_mask"]
+    _engine_components = ("prior", "image_encoder", "text_encoder", "tokenizer", "scheduler")
+    # pipeline_utils skips image_encoder for SD; this pipeline needs it (get_zero_embed).
+    _used_components = ("image_encoder",)
+
+    def __init__(self, prior, image_encoder, text_encoder, tokenizer, scheduler, image_processor):
+        super().__init__(prior=prior, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
+                         image_encoder=image_encoder, image_processor=image_processor)
+
+    def __setattr__(self, name, value):
+        # Swapping a component (pipe.scheduler = ...) must reach the engine.
+        object.__setattr__(self, name, value)
+        if name in self._engine_components and "_engine" in self.__dict__:
+            object.__setattr__(self, "_engine", None)
+
+    def _engine_pipeline(self):
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            engine = _C.KandinskyV22PriorPipeline(
+                self.prior._engine,
+                self.image_encoder._engine if self.image_encoder is not None else None,
+                self.text_encoder._engine, self.tokenizer._engine, self.scheduler._engine,
+            )
+            object.__setattr__(self, "_engine", engine)
+        return engine
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
+
+    @property
+    def guidance_scale(self):
+        return self._guidance_scale
+
+    @property
+    def num_timesteps(self):
+        return self._num_timesteps
+
+    def get_zero_embed(self, batch_size: int = 1, device=None) -> torch.Tensor:
+        """Ref: diffusers get_zero_embed; computed once per pipeline, then reused."""
+        zero = self._engine_pipeline().get_zero_embed(int(batch_size))
+        return zero if device is None else zero.to(device)
+
+    @staticmethod
+    def _generators(generator) -> List[torch.Generator]:
+        if generator is None:
+            return []
+        generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
+        for g in generators:
+            if not isinstance(g, torch.Generator):
+                raise TypeError(f"`generator` must be a torch.Generator or a list of them, got {type(g).__name__}")
+        return generators
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: Union[str, List[str]],
+        negative_prompt: Optional[Union[str, List[str]]] = None,
+        num_images_per_prompt: int = 1,
+        num_inference_steps: int = 25,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        latents: Optional[torch.Tensor] = None,
+        guidance_scale: float = 4.0,
+        output_type: Optional[str] = "pt",
+        return_dict: bool = True,
+        callback_on_step_end: Optional[Callable[[int, int], None]] = None,
+        callback_on_step_end_tensor_inputs: List[str] = ["latents"],
+    ):
+        # Ref: diffusers KandinskyV22PriorPipeline.__call__ (same checks and messages).
+        if callback_on_step_end_tensor_inputs is not None and not all(
+            k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
+        ):
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
+                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
+            )
+        if isinstance(prompt, str):
+            prompt = [prompt]
+        elif not isinstance(prompt, list):
+            raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
+        if isinstance(negative_prompt, str):
+            negative_prompt = [negative_prompt]
+        elif not isinstance(negative_prompt, list) and negative_prompt is not None:
+            raise ValueError(f"`negative_prompt` has to be of type `str` or `list` but is {type(negative_prompt)}")
+        if output_type not in ["pt", "np"]:
+            # diffusers raises this after the loop; raising first spares the wasted run.
+            raise ValueError(f"Only the output types `pt` and `np` are supported not output_type={output_type}")
+        if negative_prompt is not None and len(negative_prompt) != len(prompt):
+            raise ValueError(
+                f"`negative_prompt`: {negative_prompt} has batch size {len(negative_prompt)}, but `prompt`:"
+                f" {prompt} has batch size {len(prompt)}. Please make sure that passed `negative_prompt` matches"
+                " the batch size of `prompt`."
+            )
+        if latents is not None and not isinstance(latents, torch.Tensor):
+            raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}")
+        if negative_prompt is None and self.image_encoder is None:
+            raise ValueError("Without a `negative_prompt` the pipeline needs its `image_encoder` (get_zero_embed).")
+        self._guidance_scale = guidance_scale
+
+        engine_callback = None
+        if callback_on_step_end is not None:
+            engine_callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        image_embeddings, zero_embeds = self._engine_pipeline().run(
+            prompt=prompt,
+            negative_prompt=negative_prompt or [],
+            num_images_per_prompt=int(num_images_per_prompt),
+            num_inference_steps=int(num_inference_steps),
+            generators=self._generators(generator),
+            latents=latents,
+            guidance_scale=float(guidance_scale),
+            progress_bar=self._progress_bar_enabled(),
+            callback_on_step_end=engine_callback,
+        )
+        self._num_timesteps = len(self.scheduler.timesteps)
+        if output_type == "np":
+            image_embeddings = image_embeddings.cpu().numpy()
+            zero_embeds = zero_embeds.cpu().numpy()
+        if not return_dict:
+            return (image_embeddings, zero_embeds)
+        return KandinskyPriorPipelineOutput(image_embeds=image_embeddings, negative_image_embeds=zero_embeds)
+
+    def _wrap_callback(self, callback, tensor_inputs):
+        # The only path on which the engine calls into Python per step: the caller asked for it.
+        def on_step(step: int, timestep: torch.Tensor, tensors: Dict[str, torch.Tensor]):
+            kwargs = {k: tensors[k] for k in tensor_inputs}
+            outputs = callback(self, step, timestep, kwargs) or {}
+            return {k: v for k, v in outputs.items() if k in self._callback_tensor_inputs}
+
+        return on_step
