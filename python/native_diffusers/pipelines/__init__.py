@@ -1,5 +1,10 @@
 from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForText2Image
-from .kandinsky2_2 import KandinskyPriorPipelineOutput, KandinskyV22Img2ImgPipeline, KandinskyV22PriorPipeline
+from .kandinsky2_2 import (
+    KandinskyPriorPipelineOutput,
+    KandinskyV22Img2ImgCombinedPipeline,
+    KandinskyV22Img2ImgPipeline,
+    KandinskyV22PriorPipeline,
+)
 from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from .stable_diffusion import StableDiffusionImg2ImgPipeline
 from .stable_diffusion_xl import (
@@ -10,6 +15,7 @@ from .stable_diffusion_xl import (
 
 # Pipelines reachable from DiffusionPipeline.from_pretrained by model_index.json's _class_name.
 PIPELINE_CLASSES = {
+    "KandinskyV22Img2ImgCombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
     "KandinskyV22Img2ImgPipeline": KandinskyV22Img2ImgPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,

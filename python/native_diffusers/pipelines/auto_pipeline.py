@@ -5,6 +5,7 @@ import os
 
 from ..configuration_utils import read_config_file
 from ..utils.hub_utils import resolve_model_path
+from .kandinsky2_2 import KandinskyV22Img2ImgCombinedPipeline
 from .stable_diffusion import StableDiffusionImg2ImgPipeline
 from .stable_diffusion_xl import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
@@ -16,6 +17,11 @@ _IMAGE2IMAGE_BY_CLASS_NAME = {
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLImg2ImgPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLImg2ImgPipeline,
+    # Ref: diffusers maps every Kandinsky 2.2 decoder pipeline to the combined (prior + decoder) one.
+    "KandinskyV22Pipeline": KandinskyV22Img2ImgCombinedPipeline,
+    "KandinskyV22CombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
+    "KandinskyV22Img2ImgPipeline": KandinskyV22Img2ImgCombinedPipeline,
+    "KandinskyV22Img2ImgCombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
 }
 _TEXT2IMAGE_BY_CLASS_NAME = {
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,

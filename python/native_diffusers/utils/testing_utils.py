@@ -120,3 +120,81 @@ def make_tiny_sdxl_checkpoint(folder: str, kind: str = "base", seed: int = 0, bp
     if fp16_variant:
         pipe.to(torch.float16).save_pretrained(checkpoint, variant="fp16")
     return checkpoint
+
+
+def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Optional[str] = None,
+                                      decoder_scheduler: str = "DDPMScheduler") -> str:
+    """Kandinsky 2.2-shaped prior and decoder checkpoints, narrow (diffusers' own test dummies with
+    the real CLIP vocabulary), in the hub's two-repository layout: ``tiny-kandinsky-2-2-prior``
+    (``KandinskyV22PriorPipeline``) and ``tiny-kandinsky-2-2-decoder`` (``KandinskyV22Pipeline``, with
+    the DDPM scheduler the real decoder ships), whose README.md names the prior as the real one
+    does (``prior: [kandinsky-community/kandinsky-2-2-prior]``). Returns the decoder's path."""
+    try:
+        import diffusers
+        import transformers
+    except ImportError as e:  # pragma: no cover - scripts/setup.sh installs both
+        raise ImportError("making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)") from e
+
+    torch.manual_seed(seed)
+    text_encoder = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, hidden_size=32, projection_dim=32, intermediate_size=37,
+        layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=49408,
+    ))
+    tokenizer_src = os.path.join(folder, "_tokenizer_src")
+    write_clip_vocabulary(tokenizer_src, bpe_path)
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(tokenizer_src)
+    prior = diffusers.PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=32, num_layers=1)
+    with torch.no_grad():
+        # diffusers' test sets clip_std to ones (zeros would make every embedding clip_mean).
+        prior.clip_std.uniform_(0.5, 1.5)
+        prior.clip_mean.normal_()
+        prior.positional_embedding.normal_()
+        prior.prd_embedding.normal_()
+    image_encoder = transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(
+        hidden_size=32, image_size=224, projection_dim=32, intermediate_size=37, num_attention_heads=4,
+        num_channels=3, num_hidden_layers=5, patch_size=14,
+    ))
+    image_processor = transformers.CLIPImageProcessor(
+        crop_size=224, do_center_crop=True, do_normalize=True, do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        resample=3, size=224,
+    )
+    prior_scheduler = diffusers.UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
+                                                num_train_timesteps=1000, clip_sample=True, clip_sample_range=10.0)
+    prior_pipe = diffusers.KandinskyV22PriorPipeline(
+        prior=prior, image_encoder=image_encoder, text_encoder=text_encoder, tokenizer=tokenizer,
+        scheduler=prior_scheduler, image_processor=image_processor)
+    prior_path = os.path.join(folder, "tiny-kandinsky-2-2-prior")
+    prior_pipe.save_pretrained(prior_path)
+
+    unet = diffusers.UNet2DConditionModel(
+        in_channels=4, out_channels=8, addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
+        encoder_hid_dim=32, encoder_hid_dim_type="image_proj", cross_attention_dim=32, attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift", class_embed_type=None,
+    )
+    movq = diffusers.VQModel(
+        block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        in_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial",
+        num_vq_embeddings=12, out_channels=3, up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+        vq_embed_dim=4,
+    )
+    with torch.no_grad():
+        for p in list(unet.parameters()) + list(movq.parameters()):
+            p.add_(torch.randn_like(p) * 0.02)
+    betas = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
+                 clip_sample=False, prediction_type="epsilon", thresholding=False)
+    if decoder_scheduler == "DDPMScheduler":
+        scheduler = diffusers.DDPMScheduler(**betas, steps_offset=1)
+    else:
+        scheduler = diffusers.DDIMScheduler(**betas, set_alpha_to_one=False, steps_offset=0)
+    decoder = diffusers.KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+    decoder_path = os.path.join(folder, "tiny-kandinsky-2-2-decoder")
+    decoder.save_pretrained(decoder_path)
+    # The hub's decoder names its prior in the model card, which is where diffusers looks for it.
+    with open(os.path.join(decoder_path, "README.md"), "w", encoding="utf-8") as f:
+        f.write(f"---\nlicense: apache-2.0\nprior:\n- {prior_path}\ntags:\n- text-to-image\n- kandinsky\n---\n\n"
+                "A random-weight Kandinsky 2.2 decoder for tests.\n")
+    return decoder_path

@@ -1,2 +1,3 @@
 from .pipeline_kandinsky2_2_img2img import KandinskyV22Img2ImgPipeline
 from .pipeline_kandinsky2_2_prior import KandinskyPriorPipelineOutput, KandinskyV22PriorPipeline
+from .pipeline_kandinsky2_2_combined import KandinskyV22Img2ImgCombinedPipeline

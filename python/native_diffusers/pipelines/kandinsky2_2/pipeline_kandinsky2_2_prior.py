@@ -61,16 +61,6 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
         zero = self._engine_pipeline().get_zero_embed(int(batch_size))
         return zero if device is None else zero.to(device)
 
-    @staticmethod
-    def _generators(generator) -> List[torch.Generator]:
-        if generator is None:
-            return []
-        generators = list(generator) if isinstance(generator, (list, tuple)) else [generator]
-        for g in generators:
-            if not isinstance(g, torch.Generator):
-                raise TypeError(f"`generator` must be a torch.Generator or a list of them, got {type(g).__name__}")
-        return generators
-
     @torch.no_grad()
     def __call__(
         self,
@@ -138,12 +128,3 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
         if not return_dict:
             return (image_embeddings, zero_embeds)
         return KandinskyPriorPipelineOutput(image_embeds=image_embeddings, negative_image_embeds=zero_embeds)
-
-    def _wrap_callback(self, callback, tensor_inputs):
-        # The only path on which the engine calls into Python per step: the caller asked for it.
-        def on_step(step: int, timestep: torch.Tensor, tensors: Dict[str, torch.Tensor]):
-            kwargs = {k: tensors[k] for k in tensor_inputs}
-            outputs = callback(self, step, timestep, kwargs) or {}
-            return {k: v for k, v in outputs.items() if k in self._callback_tensor_inputs}
-
-        return on_step
