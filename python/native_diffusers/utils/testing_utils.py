@@ -175,10 +175,12 @@ def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Opti
         encoder_hid_dim=32, encoder_hid_dim_type="image_proj", cross_attention_dim=32, attention_head_dim=4,
         resnet_time_scale_shift="scale_shift", class_embed_type=None,
     )
+    # Four blocks as the real MoVQ has, so its scale factor is 8 and the default 512 x 512 output
+    # denoises 64 x 64 latents; narrow channels keep it small (SpatialNorm needs multiples of 32).
     movq = diffusers.VQModel(
-        block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        block_out_channels=[32, 32, 32, 64], down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
         in_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial",
-        num_vq_embeddings=12, out_channels=3, up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+        num_vq_embeddings=12, out_channels=3, up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
         vq_embed_dim=4,
     )
     with torch.no_grad():
