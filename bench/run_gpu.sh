@@ -15,3 +15,5 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT
 build/gpu/nd_kernel_tests --gtest_brief=1 2>&1 | tee "$OUT/kernel_tests.txt" | tail -5
 python -m pytest tests/python -q -x -m gpu -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt" | tail -5 || true
 python bench/bench_img2img.py --config sd15 --device cuda --dtype float16 2>&1 | tee "$OUT/bench_sd15.md" | tail -8
+python bench/bench_guide_models.py --model sdxl_refiner --size full --device cuda 2>&1 | tee "$OUT/bench_sdxl_refiner.md" | tail -6
+python bench/bench_guide_models.py --model kandinsky22 --size full --device cuda 2>&1 | tee "$OUT/bench_kandinsky22.md" | tail -6

@@ -163,6 +163,14 @@ class DiffusionPipeline:
         return PIPELINE_CLASSES[name]
 
     # -- call helpers every pipeline shares ----------------------------------------------------
+    def _check_callback_tensor_inputs(self, names):
+        # Ref: diffusers check_inputs (the same message in every pipeline).
+        if names is not None and not all(k in self._callback_tensor_inputs for k in names):
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
+                f"{[k for k in names if k not in self._callback_tensor_inputs]}"
+            )
+
     @staticmethod
     def _generators(generator) -> List[torch.Generator]:
         if generator is None:

@@ -122,13 +122,10 @@ def make_tiny_sdxl_checkpoint(folder: str, kind: str = "base", seed: int = 0, bp
     return checkpoint
 
 
-def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Optional[str] = None,
-                                      decoder_scheduler: str = "DDPMScheduler") -> str:
-    """Kandinsky 2.2-shaped prior and decoder checkpoints, narrow (diffusers' own test dummies with
-    the real CLIP vocabulary), in the hub's two-repository layout: ``tiny-kandinsky-2-2-prior``
-    (``KandinskyV22PriorPipeline``) and ``tiny-kandinsky-2-2-decoder`` (``KandinskyV22Pipeline``, with
-    the DDPM scheduler the real decoder ships), whose README.md names the prior as the real one
-    does (``prior: [kandinsky-community/kandinsky-2-2-prior]``). Returns the decoder's path."""
+def make_tiny_kandinsky22_prior(folder: str, seed: int = 0, bpe_path: Optional[str] = None) -> str:
+    """A Kandinsky 2.2-shaped prior (``KandinskyV22PriorPipeline``), narrow: diffusers' own test dummies
+    with the real CLIP vocabulary, and the prior's clip_mean/clip_std and embeddings randomised so
+    its output is not a constant. Returns its path."""
     try:
         import diffusers
         import transformers
@@ -166,6 +163,23 @@ def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Opti
         scheduler=prior_scheduler, image_processor=image_processor)
     prior_path = os.path.join(folder, "tiny-kandinsky-2-2-prior")
     prior_pipe.save_pretrained(prior_path)
+    return prior_path
+
+
+def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Optional[str] = None,
+                                      decoder_scheduler: str = "DDPMScheduler") -> str:
+    """Kandinsky 2.2-shaped prior and decoder checkpoints, narrow (diffusers' own test dummies with
+    the real CLIP vocabulary), in the hub's two-repository layout: ``tiny-kandinsky-2-2-prior``
+    (``KandinskyV22PriorPipeline``) and ``tiny-kandinsky-2-2-decoder`` (``KandinskyV22Pipeline``, with
+    the DDPM scheduler the real decoder ships), whose README.md names the prior as the real one
+    does (``prior: [kandinsky-community/kandinsky-2-2-prior]``). Returns the decoder's path."""
+    try:
+        import diffusers
+    except ImportError as e:  # pragma: no cover - scripts/setup.sh installs both
+        raise ImportError("making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)") from e
+
+    prior_path = make_tiny_kandinsky22_prior(folder, seed, bpe_path)
+    torch.manual_seed(seed + 1)
 
     unet = diffusers.UNet2DConditionModel(
         in_channels=4, out_channels=8, addition_embed_type="image",

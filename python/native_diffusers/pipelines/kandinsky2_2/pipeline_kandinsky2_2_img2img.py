@@ -93,13 +93,7 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
         if kwargs:
             raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
         # Ref: diffusers __call__ (same messages where diffusers has them).
-        if callback_on_step_end_tensor_inputs is not None and not all(
-            k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
-        ):
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
-                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
-            )
+        self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
         self._guidance_scale = guidance_scale

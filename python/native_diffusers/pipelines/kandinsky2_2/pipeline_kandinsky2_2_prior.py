@@ -77,13 +77,7 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: List[str] = ["latents"],
     ):
         # Ref: diffusers KandinskyV22PriorPipeline.__call__ (same checks and messages).
-        if callback_on_step_end_tensor_inputs is not None and not all(
-            k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
-        ):
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
-                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
-            )
+        self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
         if isinstance(prompt, str):
             prompt = [prompt]
         elif not isinstance(prompt, list):

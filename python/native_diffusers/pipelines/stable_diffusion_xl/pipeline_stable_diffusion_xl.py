@@ -90,13 +90,7 @@ class StableDiffusionXLMixin:
                        negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds,
                        callback_on_step_end_tensor_inputs):
         # Ref: diffusers StableDiffusionXL(Img2Img)Pipeline.check_inputs (same messages).
-        if callback_on_step_end_tensor_inputs is not None and not all(
-            k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
-        ):
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` has to be in {self._callback_tensor_inputs}, but found "
-                f"{[k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]}"
-            )
+        self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
         if prompt is not None and prompt_embeds is not None:
             raise ValueError(
                 f"Cannot forward both `prompt`: {prompt} and `prompt_embeds`: {prompt_embeds}. Please make sure to"

@@ -2,7 +2,6 @@
 checkpoint that diffusers itself saves (the components of diffusers' own Kandinsky 2.2 prior
 test), same torch.Generator seeds: image_embeds and negative_image_embeds."""
 
-import os
 
 import numpy as np
 import pytest
@@ -12,48 +11,14 @@ diffusers = pytest.importorskip("diffusers", reason="diffusers is the parity ora
 transformers = pytest.importorskip("transformers", reason="transformers is the parity oracle (test-only dependency)")
 
 import native_diffusers as nd  # noqa: E402
-from native_diffusers.utils.clip_vocab import write_clip_vocabulary  # noqa: E402
+from native_diffusers.utils.testing_utils import make_tiny_kandinsky22_prior  # noqa: E402
 from tolerances import FP32_ATOL  # noqa: E402
 
 
 def _make_checkpoint(folder: str) -> str:
-    """diffusers' tests/pipelines/kandinsky2_2/test_kandinsky_prior.py components, with the real CLIP
-    vocabulary written offline as make_tiny_sd_checkpoint does (so the text encoder's vocab_size is
-    CLIP's; eos_token_id=2 keeps transformers' argmax pooling at the end-of-text token)."""
-    torch.manual_seed(0)
-    text_encoder = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, hidden_size=32, projection_dim=32, intermediate_size=37,
-        layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=49408,
-    ))
-    tokenizer_src = os.path.join(folder, "_tokenizer_src")
-    write_clip_vocabulary(tokenizer_src)
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(tokenizer_src)
-    torch.manual_seed(0)
-    prior = diffusers.PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=32, num_layers=1)
-    with torch.no_grad():
-        # diffusers' test sets clip_std to ones (zeros make every embedding clip_mean); random here.
-        prior.clip_std.uniform_(0.5, 1.5)
-        prior.clip_mean.normal_()
-        prior.positional_embedding.normal_()
-        prior.prd_embedding.normal_()
-    torch.manual_seed(0)
-    image_encoder = transformers.CLIPVisionModelWithProjection(transformers.CLIPVisionConfig(
-        hidden_size=32, image_size=224, projection_dim=32, intermediate_size=37, num_attention_heads=4,
-        num_channels=3, num_hidden_layers=5, patch_size=14,
-    ))
-    image_processor = transformers.CLIPImageProcessor(
-        crop_size=224, do_center_crop=True, do_normalize=True, do_resize=True,
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
-        resample=3, size=224,
-    )
-    scheduler = diffusers.UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
-                                          num_train_timesteps=1000, clip_sample=True, clip_sample_range=10.0)
-    pipe = diffusers.KandinskyV22PriorPipeline(prior=prior, image_encoder=image_encoder, text_encoder=text_encoder,
-                                               tokenizer=tokenizer, scheduler=scheduler,
-                                               image_processor=image_processor)
-    checkpoint = os.path.join(folder, "tiny-kandinsky-prior")
-    pipe.save_pretrained(checkpoint)
-    return checkpoint
+    """diffusers' tests/pipelines/kandinsky2_2/test_kandinsky_prior.py components with the real CLIP
+    vocabulary (make_tiny_kandinsky22_prior)."""
+    return make_tiny_kandinsky22_prior(folder)
 
 
 @pytest.fixture(scope="module")
