@@ -22,6 +22,22 @@ def _default_init_image(size: int) -> PIL.Image.Image:
     return PIL.Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
 
 
+def _make_random(kind: str):
+    def make(folder: str) -> str:
+        from native_diffusers.utils import testing_utils
+
+        if kind == "sd15":
+            return testing_utils.make_tiny_sd_checkpoint(folder)
+        if kind.startswith("sdxl"):
+            return testing_utils.make_tiny_sdxl_checkpoint(folder, kind=kind.split("-")[1])
+        return testing_utils.make_tiny_kandinsky22_checkpoints(folder)
+
+    return make
+
+
+_RANDOM_MODELS = {k: _make_random(k) for k in ("sd15", "sdxl-base", "sdxl-refiner", "kandinsky22")}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m native_diffusers", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", help="diffusers checkpoint folder or hub id")
@@ -36,6 +52,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="out", help="output folder")
+    parser.add_argument("--random-model", choices=sorted(_RANDOM_MODELS), default="sd15",
+                        help="without CHECKPOINT: which random-weight checkpoint to make")
     args = parser.parse_args(argv)
 
     import native_diffusers as nd
@@ -44,10 +62,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint
         if checkpoint is None:
-            from native_diffusers.utils.testing_utils import make_tiny_sd_checkpoint
-
-            checkpoint = make_tiny_sd_checkpoint(tmp)
-            print("No checkpoint given: using a small RANDOM-WEIGHT Stable Diffusion checkpoint made just now "
+            checkpoint = _RANDOM_MODELS[args.random_model](tmp)
+            print(f"No checkpoint given: using a small RANDOM-WEIGHT {args.random_model} checkpoint made just now "
                   "(its images are noise-like by design; pass a real checkpoint folder or hub id for real images).")
         dtype = getattr(torch, args.dtype) if args.dtype else (torch.float16 if args.device == "cuda" else None)
         pipeline = nd.AutoPipelineForImage2Image.from_pretrained(checkpoint, torch_dtype=dtype).to(args.device)
