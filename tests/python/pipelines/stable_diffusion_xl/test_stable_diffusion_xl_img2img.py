@@ -229,3 +229,16 @@ def test_bad_inputs_raise_diffusers_errors(base_img2img, refiner):
             our_refiner(prompt="x", image=_image(), num_inference_steps=4)
     finally:
         our_refiner.register_to_config(requires_aesthetics_score=True)
+
+
+def test_float16_vae_upcasts_for_encode_and_decode_like_diffusers(checkpoints):
+    """The SDXL VAE asks for force_upcast: with torch_dtype=float16 both libraries encode and decode in
+    float32 and put the VAE back to float16 afterwards. float16 arithmetic on the CPU differs between
+    kernels, so the bound is float16's, not float32's."""
+    pipes = _load(diffusers.StableDiffusionXLImg2ImgPipeline, nd.StableDiffusionXLImg2ImgPipeline,
+                  checkpoints["refiner"], torch_dtype=torch.float16)
+    assert pipes[1].vae.config.force_upcast is True
+    got, expected = _run_both(pipes, prompt="a harbor at dawn", image=_image(), strength=0.5, num_inference_steps=4)
+    assert pipes[1].vae.dtype == torch.float16
+    assert np.isfinite(got).all()
+    _assert_close(got, expected, atol=2e-2)
