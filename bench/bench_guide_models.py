@@ -101,9 +101,17 @@ def build_kandinsky22(folder, dtype):
         encoder_hid_dim=1280, encoder_hid_dim_type="image_proj", addition_embed_type="image",
         resnet_time_scale_shift="scale_shift", class_embed_type=None)
     movq = diffusers.VQModel(
-        block_out_channels=[128, 256, 256, 512], down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
-        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3, layers_per_block=2, latent_channels=4,
-        vq_embed_dim=4, num_vq_embeddings=16384, norm_type="spatial", in_channels=3, out_channels=3)
+        block_out_channels=[128, 256, 256, 512],
+        down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3,
+        layers_per_block=2,
+        latent_channels=4,
+        vq_embed_dim=4,
+        num_vq_embeddings=16384,
+        norm_type="spatial",
+        in_channels=3,
+        out_channels=3,
+    )
     scheduler = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085,
                                         beta_end=0.012, clip_sample=False, steps_offset=1)
     decoder_path = os.path.join(folder, "kandinsky-2-2-decoder")

@@ -7,6 +7,10 @@ cd "$ROOT"
 bash scripts/setup.sh
 PY="${ND_VENV:-$ROOT/.venv}/bin/python"
 
+echo "== Lint (ruff: pyflakes + pycodestyle, pyproject.toml) =="
+lint_status=0
+"$PY" -m ruff check python tests bench || lint_status=$?
+
 echo "== C++ tests (GoogleTest) =="
 cpp_status=0
 "$ROOT/build/release/nd_tests" --gtest_brief=1 "$@" || cpp_status=$?
@@ -18,7 +22,7 @@ echo "== Python tests (pytest) =="
 py_status=0
 "$PY" -m pytest tests/python -q -p no:cacheprovider || py_status=$?
 
-if [ "$cpp_status" -ne 0 ] || [ "$py_status" -ne 0 ]; then
-  echo "FAILED: C++ exit $cpp_status, Python exit $py_status"
+if [ "$lint_status" -ne 0 ] || [ "$cpp_status" -ne 0 ] || [ "$py_status" -ne 0 ]; then
+  echo "FAILED: lint exit $lint_status, C++ exit $cpp_status, Python exit $py_status"
   exit 1
 fi

@@ -42,7 +42,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m native_diffusers", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", help="diffusers checkpoint folder or hub id")
     parser.add_argument("--image", help="input image path or URL (default: a synthetic picture)")
-    parser.add_argument("--prompt", default="cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable")
+    parser.add_argument(
+        "--prompt", default="cat wizard, gandalf, lord of the rings, detailed, fantasy, cute, adorable"
+    )
     parser.add_argument("--negative-prompt", default=None)
     parser.add_argument("--strength", type=float, default=0.8)
     parser.add_argument("--guidance-scale", type=float, default=7.5)

@@ -356,8 +356,8 @@ class VaeImageProcessor:
         do_denormalize: list[bool] | None = None,
     ) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
         """A ``[N, C, H, W]`` tensor in [-1, 1] to ``output_type``: "pil" (list of images), "np" (``[N, H, W, C]`` in
-        [0, 1]), "pt" (``[N, C, H, W]`` in [0, 1]) or "latent" (unchanged). Ref: diffusers VaeImageProcessor.postprocess.
-        """
+        [0, 1]), "pt" (``[N, C, H, W]`` in [0, 1]) or "latent" (unchanged).
+        Ref: diffusers VaeImageProcessor.postprocess."""
         if not isinstance(image, torch.Tensor):
             raise ValueError(  # noqa: TRY004  (diffusers raises ValueError here; callers catch that)
                 f"Input for postprocessing is in incorrect format: {type(image)}. We only support pytorch tensor"
@@ -365,8 +365,8 @@ class VaeImageProcessor:
         if output_type not in ["latent", "pt", "np", "pil"]:
             # diffusers deprecates unknown output types (deprecate(..., standard_warn=False)) and falls back to "np".
             warnings.warn(
-                f"the output_type {output_type} is outdated and has been set to `np`. Please make sure to set it to one"
-                " of these instead: `pil`, `np`, `pt`, `latent`",
+                f"the output_type {output_type} is outdated and has been set to `np`. Please make sure to set it to"
+                " one of these instead: `pil`, `np`, `pt`, `latent`",
                 FutureWarning,
                 stacklevel=2,
             )

@@ -72,7 +72,9 @@ class NativeModelMixin(torch.nn.Module):
     def to(self, *args, **kwargs):
         device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
         if dtype is not None and not dtype.is_floating_point:
-            raise TypeError(f"{type(self).__name__}.to() only accepts floating point dtypes, but got desired dtype={dtype}")
+            raise TypeError(
+                f"{type(self).__name__}.to() only accepts floating point dtypes, but got desired dtype={dtype}"
+            )
         self._engine.to(device, dtype)
         return self
 

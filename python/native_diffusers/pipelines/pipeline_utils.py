@@ -67,7 +67,9 @@ class DiffusionPipeline:
     def register_modules(self, **modules):
         config = dict(getattr(self, "_internal_dict", {}) or {})
         for name, module in modules.items():
-            config[name] = (None, None) if module is None else (type(module).__module__.split(".")[0], type(module).__name__)
+            config[name] = (
+                (None, None) if module is None else (type(module).__module__.split(".")[0], type(module).__name__)
+            )
             object.__setattr__(self, name, module)
         self._internal_dict = FrozenDict(config)
 
@@ -146,7 +148,10 @@ class DiffusionPipeline:
             elif name in index and not isinstance(index[name], (list, tuple)):
                 loaded[name] = index[name]
         if kwargs:
-            warnings.warn(f"Keyword arguments {sorted(kwargs)} are not expected by {pipeline_class.__name__} and will be ignored.")
+            warnings.warn(
+                f"Keyword arguments {sorted(kwargs)} are not expected by {pipeline_class.__name__} and will be"
+                " ignored."
+            )
         pipeline = pipeline_class(**loaded)
         pipeline.name_or_path = str(pretrained_model_name_or_path)
         return pipeline
@@ -184,7 +189,9 @@ class DiffusionPipeline:
     def _check_custom_schedule(self, timesteps, sigmas):
         # Ref: diffusers retrieve_timesteps: only schedulers whose set_timesteps takes them accept them.
         if timesteps is not None and sigmas is not None:
-            raise ValueError("Only one of `timesteps` or `sigmas` can be passed. Please choose one to set custom values")
+            raise ValueError(
+                "Only one of `timesteps` or `sigmas` can be passed. Please choose one to set custom values"
+            )
         accepted = set(inspect.signature(self.scheduler.set_timesteps).parameters)
         for name, value in (("timestep", timesteps), ("sigmas", sigmas)):
             if value is not None and (name + ("s" if name == "timestep" else "")) not in accepted:

@@ -32,4 +32,6 @@ class EulerAncestralDiscreteScheduler(SigmaSchedulerMixin):
         prev_sample, pred_original_sample = self._step(model_output, timestep, sample, generator=generator)
         if not return_dict:
             return (prev_sample, pred_original_sample)
-        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return EulerAncestralDiscreteSchedulerOutput(
+            prev_sample=prev_sample, pred_original_sample=pred_original_sample
+        )

@@ -151,11 +151,17 @@ class SchedulerMixin:
         compatible_keys -= expected_keys
         config_dict = {k: v for k, v in config_dict.items() if k not in compatible_keys}
         orig_cls_name = config_dict.pop("_class_name", cls.__name__)
-        if isinstance(orig_cls_name, str) and orig_cls_name != cls.__name__ and orig_cls_name in _C.scheduler_class_names():
+        if (
+            isinstance(orig_cls_name, str)
+            and orig_cls_name != cls.__name__
+            and orig_cls_name in _C.scheduler_class_names()
+        ):
             unexpected = set(dict(_default_config(orig_cls_name))) - expected_keys
             config_dict = {k: v for k, v in config_dict.items() if k not in unexpected}
         elif not isinstance(orig_cls_name, (str, list, tuple)):
-            raise ValueError("Make sure that the `_class_name` is of type string or list of string (for custom pipelines).")
+            raise ValueError(
+                "Make sure that the `_class_name` is of type string or list of string (for custom pipelines)."
+            )
         config_dict = {k: v for k, v in config_dict.items() if not k.startswith("_")}
         init_dict = {}
         for key in expected_keys:
@@ -192,7 +198,9 @@ class SchedulerMixin:
         return (scheduler, unused_kwargs) if return_unused_kwargs else scheduler
 
     @classmethod
-    def load_config(cls, pretrained_model_name_or_path, subfolder: Optional[str] = None, **hub_kwargs) -> Dict[str, Any]:
+    def load_config(
+        cls, pretrained_model_name_or_path, subfolder: Optional[str] = None, **hub_kwargs
+    ) -> Dict[str, Any]:
         path = os.fspath(pretrained_model_name_or_path)
         if os.path.isfile(path):
             config_file = path

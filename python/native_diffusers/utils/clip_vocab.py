@@ -15,7 +15,9 @@ _DEFAULT_BPE = os.path.join(
 
 def bytes_to_unicode() -> Dict[int, str]:
     """GPT-2's reversible byte -> printable character table, which CLIP's BPE is built on."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):

@@ -45,7 +45,8 @@ def load_image(
             image = PIL.Image.open(image)
         else:
             raise ValueError(
-                f"Incorrect path or URL. URLs must start with `http://` or `https://`, and {image} is not a valid path."
+                f"Incorrect path or URL. URLs must start with `http://` or `https://`, and {image} is not a valid"
+                " path."
             )
     elif not isinstance(image, PIL.Image.Image):
         raise ValueError(  # noqa: TRY004  (diffusers' exception type)

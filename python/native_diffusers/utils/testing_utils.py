@@ -21,7 +21,9 @@ def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] 
         import diffusers
         import transformers
     except ImportError as e:  # pragma: no cover - scripts/setup.sh installs both
-        raise ImportError("making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)") from e
+        raise ImportError(
+            "making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)"
+        ) from e
 
     torch.manual_seed(seed)
     unet = diffusers.UNet2DConditionModel(
@@ -105,7 +107,9 @@ def make_tiny_sdxl_checkpoint(folder: str, kind: str = "base", seed: int = 0, bp
     try:
         import diffusers
     except ImportError as e:  # pragma: no cover - scripts/setup.sh installs it
-        raise ImportError("making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)") from e
+        raise ImportError(
+            "making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)"
+        ) from e
     if kind not in ("base", "refiner"):
         raise ValueError(f"kind must be 'base' or 'refiner', got {kind!r}")
     refiner = kind == "refiner"
@@ -130,7 +134,9 @@ def make_tiny_kandinsky22_prior(folder: str, seed: int = 0, bpe_path: Optional[s
         import diffusers
         import transformers
     except ImportError as e:  # pragma: no cover - scripts/setup.sh installs both
-        raise ImportError("making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)") from e
+        raise ImportError(
+            "making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)"
+        ) from e
 
     torch.manual_seed(seed)
     text_encoder = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(
@@ -176,7 +182,9 @@ def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Opti
     try:
         import diffusers
     except ImportError as e:  # pragma: no cover - scripts/setup.sh installs both
-        raise ImportError("making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)") from e
+        raise ImportError(
+            "making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)"
+        ) from e
 
     prior_path = make_tiny_kandinsky22_prior(folder, seed, bpe_path)
     torch.manual_seed(seed + 1)

@@ -20,7 +20,13 @@ CONFIGS = {
     "tiny_gelu": {**TINY, "hidden_act": "gelu", "layer_norm_eps": 1e-6},
     # eos_token_id=2 selects transformers' pre-#24773 pooling (argmax of ids), as SD 1.5's config has.
     "tiny_legacy_eos": {**TINY, "eos_token_id": 2, "hidden_size": 40, "num_attention_heads": 5},
-    "odd_heads": {**TINY, "hidden_size": 48, "num_attention_heads": 3, "intermediate_size": 64, "num_hidden_layers": 1},
+    "odd_heads": {
+        **TINY,
+        "hidden_size": 48,
+        "num_attention_heads": 3,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+    },
 }
 SD15 = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
             projection_dim=768, max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=0, eos_token_id=2,
@@ -151,7 +157,9 @@ def test_sharded_and_variant_checkpoints(tmp_path):
     ids = _ids(config)
     with torch.no_grad():
         expected = ref(ids).last_hidden_state
-    assert _max_diff(nd.CLIPTextModel.from_pretrained(tmp_path / "sharded")(ids).last_hidden_state, expected) <= FP32_ATOL
+    assert (
+        _max_diff(nd.CLIPTextModel.from_pretrained(tmp_path / "sharded")(ids).last_hidden_state, expected) <= FP32_ATOL
+    )
 
     # An fp16 variant beside the full-precision weights, as the guide's checkpoints ship them.
     folder = tmp_path / "variant"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers", reason="transformers is the parity oracle (test-only dependency)")
-PIL = pytest.importorskip("PIL")
+pytest.importorskip("PIL")
 import PIL.Image  # noqa: E402
 
 import native_diffusers as nd  # noqa: E402

@@ -120,10 +120,17 @@ SDXL_BASE = dict(
     addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
     cross_attention_dim=64, norm_num_groups=1,
 )
-SDXL_REFINER = {**SDXL_BASE, "projection_class_embeddings_input_dim": 72, "cross_attention_dim": 32,
-                "block_out_channels": (32, 64, 64), "down_block_types": ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 2,
-                "up_block_types": ("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",), "attention_head_dim": (2, 4, 4),
-                "transformer_layers_per_block": (1, 2, 2), "upcast_attention": True}
+SDXL_REFINER = {
+    **SDXL_BASE,
+    "projection_class_embeddings_input_dim": 72,
+    "cross_attention_dim": 32,
+    "block_out_channels": (32, 64, 64),
+    "down_block_types": ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 2,
+    "up_block_types": ("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",),
+    "attention_head_dim": (2, 4, 4),
+    "transformer_layers_per_block": (1, 2, 2),
+    "upcast_attention": True,
+}
 
 
 @pytest.mark.parametrize("config,n_time_ids", [(SDXL_BASE, 6), (SDXL_REFINER, 5)], ids=["base", "refiner"])

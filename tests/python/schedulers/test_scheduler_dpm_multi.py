@@ -2,7 +2,6 @@
 noise from the same generator, lower_order_final / final_sigmas_type, add_noise, img2img cut."""
 
 import pytest
-import torch
 
 from scheduler_parity import (SD15, SPACINGS, STEP_COUNTS, STRENGTHS, assert_add_noise_equal, assert_schedule_equal,
                               make_pair, run_loop)

@@ -42,7 +42,9 @@ def test_custom_timesteps_and_sigmas():
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
-@pytest.mark.parametrize("options", [dict(), dict(use_karras_sigmas=True), dict(timestep_spacing="leading", steps_offset=1)])
+@pytest.mark.parametrize(
+    "options", [dict(), dict(use_karras_sigmas=True), dict(timestep_spacing="leading", steps_offset=1)]
+)
 @pytest.mark.parametrize("num_inference_steps", [1, 7, 25])
 def test_denoising_loop(prediction_type, options, num_inference_steps):
     ref, ours = make_pair(NAME, **SD15, prediction_type=prediction_type, **options)

@@ -65,7 +65,9 @@ class UNet2DConditionModel(NativeModelMixin):
         if not isinstance(sample, torch.Tensor):
             raise TypeError(f"sample must be a torch.Tensor, got {type(sample).__name__}")
         if encoder_hidden_states is not None and not isinstance(encoder_hidden_states, torch.Tensor):
-            raise TypeError(f"encoder_hidden_states must be a torch.Tensor, got {type(encoder_hidden_states).__name__}")
+            raise TypeError(
+                f"encoder_hidden_states must be a torch.Tensor, got {type(encoder_hidden_states).__name__}"
+            )
         if not torch.is_tensor(timestep):
             # Ref: diffusers get_time_embed: Python numbers become float32 or int64 tensors.
             dtype = torch.float32 if isinstance(timestep, float) else torch.int64

@@ -2,7 +2,7 @@
 (with diffusers' messages) and converts images; the MoVQ encode, the denoising loop and the decode
 run in the C++ engine."""
 
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 import PIL.Image
 import torch

@@ -2,7 +2,7 @@
 the Kandinsky 2.2 decoder. Python checks the arguments (with diffusers' messages); prompt encoding,
 the UnCLIP denoising loop and the negative image embedding run in the C++ engine."""
 
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 import torch
 

@@ -2,7 +2,6 @@
 arguments (with diffusers' messages) and converts images; encoding, the denoising loop and the
 decode run in the C++ engine."""
 
-import inspect
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
@@ -71,7 +70,8 @@ class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
             raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
         if callback_steps is not None and (not isinstance(callback_steps, int) or callback_steps <= 0):
             raise ValueError(
-                f"`callback_steps` has to be a positive integer but is {callback_steps} of type {type(callback_steps)}."
+                f"`callback_steps` has to be a positive integer but is {callback_steps} of type"
+                f" {type(callback_steps)}."
             )
         self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
         if prompt is not None and prompt_embeds is not None:
@@ -149,7 +149,9 @@ class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
             raise NotImplementedError("cross_attention_kwargs is not supported yet by native_diffusers")
         callback_steps = kwargs.pop("callback_steps", None)
         if kwargs.pop("callback", None) is not None or callback_steps is not None:
-            raise NotImplementedError("the deprecated `callback`/`callback_steps` are not supported; use callback_on_step_end")
+            raise NotImplementedError(
+                "the deprecated `callback`/`callback_steps` are not supported; use callback_on_step_end"
+            )
 
         # 1. Check inputs
         self.check_inputs(prompt, strength, callback_steps, negative_prompt, prompt_embeds, negative_prompt_embeds,
@@ -206,7 +208,9 @@ class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
             callback_on_step_end=engine_callback,
         )
         self._num_timesteps = len(self.scheduler.timesteps)
-        images = result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
+        images = (
+            result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
+        )
         if not return_dict:
             return (images, None)
         return StableDiffusionPipelineOutput(images=images, nsfw_content_detected=None)

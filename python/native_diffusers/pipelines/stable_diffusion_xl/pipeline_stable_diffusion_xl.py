@@ -253,7 +253,9 @@ class StableDiffusionXLMixin:
 
     def _finish(self, result, output_type, return_dict):
         self._num_timesteps = len(self.scheduler.timesteps)
-        images = result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
+        images = (
+            result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
+        )
         if not return_dict:
             return (images,)
         return StableDiffusionXLPipelineOutput(images=images)
