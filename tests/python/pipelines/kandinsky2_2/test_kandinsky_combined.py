@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is the p
 
 import native_diffusers as nd  # noqa: E402
 from native_diffusers.utils.testing_utils import make_tiny_kandinsky22_checkpoints  # noqa: E402
+from host_memory import assert_no_host_memory_growth, needs_proc  # noqa: E402
 from tolerances import FP32_ATOL  # noqa: E402
 
 STEPS = dict(num_inference_steps=10, prior_num_inference_steps=5, height=64, width=64)
@@ -115,3 +116,11 @@ def test_decoder_without_prior_is_a_clear_error(tmp_path, decoder_path):
     (bare / "README.md").unlink()
     with pytest.raises(ValueError, match="prior"):
         nd.AutoPipelineForImage2Image.from_pretrained(bare)
+
+
+@needs_proc
+def test_repeated_calls_do_not_grow_host_memory(pipes):
+    _, ours = pipes
+    kwargs = dict(prompt="a cat", image=_image(), num_inference_steps=4, prior_num_inference_steps=2, strength=0.5,
+                  height=64, width=64, output_type="np")
+    assert_no_host_memory_growth(lambda: ours(**kwargs))

@@ -1,8 +1,6 @@
 """Image-for-image parity of the native StableDiffusionImg2ImgPipeline with diffusers, on a tiny
 random-weight Stable Diffusion checkpoint that diffusers itself saves, same torch.Generator seeds."""
 
-import gc
-import os
 
 import numpy as np
 import PIL.Image
@@ -14,6 +12,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is the p
 
 import native_diffusers as nd  # noqa: E402
 from native_diffusers.utils.testing_utils import make_tiny_sd_checkpoint  # noqa: E402
+from host_memory import assert_no_host_memory_growth, needs_proc  # noqa: E402
 from tolerances import FP32_ATOL  # noqa: E402
 
 STEPS = 10  # few steps keep CPU time low; the schedule logic is what matters
@@ -259,25 +258,11 @@ def test_custom_schedule_rejected_by_pndm_as_in_diffusers(pipes):
             pipe(prompt="a cat", image=_image(), timesteps=[999, 500])
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="resident memory is read from /proc (Linux)")
+@needs_proc
 def test_repeated_calls_do_not_grow_host_memory(pipes):
     _, ours = pipes
     kwargs = dict(prompt="a cat", image=_image(), num_inference_steps=4, output_type="np")
-    for _ in range(3):  # allocator pools and caches settle first
-        ours(**kwargs)
-    gc.collect()
-    before = _rss_mib()
-    for _ in range(15):
-        ours(**kwargs)
-    gc.collect()
-    # Catches a leak of about 2 MiB or more per call (a UNet activation set, a weight copy); smaller
-    # leaks hide in the allocator's own fluctuation, which is what the 32 MiB allows for.
-    assert _rss_mib() - before < 32
+    assert_no_host_memory_growth(lambda: ours(**kwargs))
 
 
 def test_guide_torch_compile_of_pipeline_unet_keeps_the_image(sd_checkpoint):
