@@ -143,6 +143,51 @@ void bind_kandinsky_prior(py::module_& m) {
           py::arg("progress_bar"), py::arg("callback_on_step_end"));
 }
 
+void bind_stable_diffusion(py::module_& m) {
+  py::class_<StableDiffusionPipeline, std::shared_ptr<StableDiffusionPipeline>>(m, "StableDiffusionPipeline")
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
+                    std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<AutoencoderKL>,
+                    std::shared_ptr<Scheduler>>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("vae"), py::arg("scheduler"))
+      .def(
+          "run",
+          [](StableDiffusionPipeline& self, std::vector<std::string> prompt, std::vector<std::string> negative_prompt,
+             std::optional<at::Tensor> prompt_embeds, std::optional<at::Tensor> negative_prompt_embeds,
+             int64_t height, int64_t width, std::optional<at::Tensor> latents, int64_t num_inference_steps,
+             std::vector<double> timesteps, std::vector<double> sigmas, double guidance_scale,
+             double guidance_rescale, int64_t num_images_per_prompt, double eta,
+             std::vector<at::Generator> generators, std::optional<int64_t> clip_skip, bool output_latents,
+             bool progress_bar, StepCallback callback_on_step_end) {
+            StableDiffusionRequest r;
+            r.prompt = std::move(prompt);
+            r.negative_prompt = std::move(negative_prompt);
+            if (prompt_embeds) r.prompt_embeds = *prompt_embeds;
+            if (negative_prompt_embeds) r.negative_prompt_embeds = *negative_prompt_embeds;
+            r.height = height;
+            r.width = width;
+            if (latents) r.latents = *latents;
+            r.num_inference_steps = num_inference_steps;
+            r.timesteps = std::move(timesteps);
+            r.sigmas = std::move(sigmas);
+            r.guidance_scale = guidance_scale;
+            r.guidance_rescale = guidance_rescale;
+            r.num_images_per_prompt = num_images_per_prompt;
+            r.eta = eta;
+            r.generators = std::move(generators);
+            r.clip_skip = clip_skip;
+            r.output_latents = output_latents;
+            r.progress_bar = progress_bar;
+            r.callback_on_step_end = std::move(callback_on_step_end);
+            py::gil_scoped_release release;
+            return self.run(r);
+          },
+          py::kw_only(), py::arg("prompt"), py::arg("negative_prompt"), py::arg("prompt_embeds"),
+          py::arg("negative_prompt_embeds"), py::arg("height"), py::arg("width"), py::arg("latents"),
+          py::arg("num_inference_steps"), py::arg("timesteps"), py::arg("sigmas"), py::arg("guidance_scale"),
+          py::arg("guidance_rescale"), py::arg("num_images_per_prompt"), py::arg("eta"), py::arg("generators"),
+          py::arg("clip_skip"), py::arg("output_latents"), py::arg("progress_bar"), py::arg("callback_on_step_end"));
+}
+
 }  // namespace
 
 void bind_pipelines(py::module_& m) {
@@ -190,6 +235,7 @@ void bind_pipelines(py::module_& m) {
           py::arg("num_images_per_prompt"), py::arg("eta"), py::arg("generators"), py::arg("clip_skip"),
           py::arg("output_latents"), py::arg("progress_bar"), py::arg("callback_on_step_end"));
   bind_stable_diffusion_xl(m);
+  bind_stable_diffusion(m);
 }
 
 }  // namespace nd::bindings

@@ -31,6 +31,7 @@ from .pipelines import (
     KandinskyV22Img2ImgPipeline,
     KandinskyV22PriorPipeline,
     StableDiffusionImg2ImgPipeline,
+    StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "PNDMScheduler",
     "PriorTransformer",
     "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionPipeline",
     "StableDiffusionXLImg2ImgPipeline",
     "StableDiffusionXLPipeline",
     "UNet2DConditionModel",

@@ -3,73 +3,10 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
-#include <cmath>
-
 #include "core/errors.h"
-#include "core/progress_bar.h"
 #include "core/random.h"
 
 namespace nd {
-
-StableDiffusionImg2ImgPipeline::StableDiffusionImg2ImgPipeline(
-    std::shared_ptr<CLIPTokenizer> tokenizer, std::shared_ptr<CLIPTextModel> text_encoder,
-    std::shared_ptr<UNet2DConditionModel> unet, std::shared_ptr<AutoencoderKL> vae,
-    std::shared_ptr<Scheduler> scheduler)
-    : tokenizer_(std::move(tokenizer)), text_encoder_(std::move(text_encoder)), unet_(std::move(unet)),
-      vae_(std::move(vae)), scheduler_(std::move(scheduler)) {
-  if (!unet_ || !vae_ || !scheduler_) {
-    throw ValueError("StableDiffusionImg2ImgPipeline needs a unet, a vae and a scheduler");
-  }
-}
-
-at::Tensor StableDiffusionImg2ImgPipeline::encode_text(const std::vector<std::string>& texts,
-                                                       int64_t max_length,
-                                                       std::optional<int64_t> clip_skip) const {
-  if (!tokenizer_ || !text_encoder_) {
-    throw ValueError("a prompt needs the pipeline's tokenizer and text_encoder; pass prompt_embeds instead");
-  }
-  const at::Tensor ids = tokenize_padded(*tokenizer_, texts, max_length).to(text_encoder_->device());
-  if (!clip_skip) return text_encoder_->forward(ids, std::nullopt, false).last_hidden_state;
-  // Ref: diffusers encode_prompt: hidden_states[-(clip_skip + 1)], then the final LayerNorm.
-  const CLIPTextOutput out = text_encoder_->forward(ids, std::nullopt, true);
-  const int64_t index = static_cast<int64_t>(out.hidden_states.size()) - (*clip_skip + 1);
-  if (*clip_skip < 0 || index < 0) {
-    throw ValueError("clip_skip=" + std::to_string(*clip_skip) + " is out of range for a text encoder with " +
-                     std::to_string(out.hidden_states.size() - 1) + " layers");
-  }
-  return text_encoder_->final_layer_norm(out.hidden_states[index]);
-}
-
-std::pair<at::Tensor, at::Tensor> StableDiffusionImg2ImgPipeline::encode_prompt(
-    const StableDiffusionImg2ImgRequest& r, bool do_classifier_free_guidance) const {
-  const at::ScalarType dtype = text_encoder_ ? text_encoder_->dtype() : unet_->dtype();
-  const c10::Device device = execution_device();
-  at::Tensor prompt_embeds = r.prompt_embeds;
-  if (!prompt_embeds.defined()) {
-    const int64_t max_length = tokenizer_ && tokenizer_->model_max_length() ? *tokenizer_->model_max_length() : 77;
-    prompt_embeds = encode_text(r.prompt, max_length, r.clip_skip);
-  }
-  prompt_embeds = repeat_per_prompt(prompt_embeds.to(device, dtype), r.num_images_per_prompt);
-
-  at::Tensor negative = r.negative_prompt_embeds;
-  if (do_classifier_free_guidance && !negative.defined()) {
-    const int64_t batch = prompt_embeds.size(0) / r.num_images_per_prompt;
-    std::vector<std::string> uncond = r.negative_prompt;
-    if (uncond.empty()) uncond.assign(static_cast<std::size_t>(batch), "");
-    if (static_cast<int64_t>(uncond.size()) != batch) {
-      throw ValueError("`negative_prompt` has batch size " + std::to_string(uncond.size()) +
-                       ", but `prompt` has batch size " + std::to_string(batch) +
-                       ". Please make sure that passed `negative_prompt` matches the batch size of `prompt`.");
-    }
-    // Ref: diffusers encode_prompt: the negative prompt is padded to the prompt embeddings'
-    // length and never uses clip_skip.
-    negative = encode_text(uncond, prompt_embeds.size(1), std::nullopt);
-  }
-  if (do_classifier_free_guidance) {
-    negative = repeat_per_prompt(negative.to(device, dtype), r.num_images_per_prompt);
-  }
-  return {prompt_embeds, negative};
-}
 
 at::Tensor StableDiffusionImg2ImgPipeline::prepare_latents(const at::Tensor& image, const at::Tensor& timestep,
                                                            int64_t batch_size, at::ScalarType dtype,
@@ -100,7 +37,6 @@ at::Tensor StableDiffusionImg2ImgPipeline::run(const StableDiffusionImg2ImgReque
   const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
   const TimestepWindow window = get_timesteps(*scheduler_, num_steps, r.strength, std::nullopt);
   const at::Tensor& timesteps = window.timesteps;
-  const int64_t order = scheduler_->order();
   if (timesteps.size(0) == 0) {
     throw ValueError("After adjusting the num_inference_steps by strength parameter: " + std::to_string(r.strength) +
                      ", the number of pipelinesteps is " + std::to_string(window.num_inference_steps) +
@@ -113,28 +49,8 @@ at::Tensor StableDiffusionImg2ImgPipeline::run(const StableDiffusionImg2ImgReque
       {"prompt_embeds", cfg ? at::cat({negative_prompt_embeds, prompt_embeds}, 0) : prompt_embeds}};
   if (cfg) tensors["negative_prompt_embeds"] = negative_prompt_embeds;
 
-  // 8. Denoising loop
-  StepOptions step_options;
-  step_options.eta = r.eta;
-  step_options.generators = r.generators;
-  const int64_t num_warmup_steps = timesteps.size(0) - window.num_inference_steps * order;
-  {
-    ProgressBar progress(window.num_inference_steps, r.progress_bar);
-    for (int64_t i = 0; i < timesteps.size(0); ++i) {
-      const at::Tensor t = timesteps[i];
-      const at::Tensor& latents = tensors["latents"];
-      at::Tensor model_input = cfg ? at::cat({latents, latents}, 0) : latents;
-      model_input = scheduler_->scale_model_input(model_input, t);
-      at::Tensor noise_pred = unet_->forward(model_input, t, tensors["prompt_embeds"]);
-      if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale);
-      tensors["latents"] = scheduler_->step(noise_pred, t, latents, step_options).prev_sample;
-      run_step_callback(r.callback_on_step_end, i, t, tensors);
-      if (progress_bar_advances(i, timesteps.size(0), num_warmup_steps, order)) progress.update();
-    }
-  }
-  if (r.output_latents) return tensors["latents"];
-  // 9. Decode: latents / scaling_factor through the VAE
-  return decode_latents(*vae_, tensors["latents"], /*force_upcast=*/false);
+  // 8. Denoising loop, then the decode
+  return denoise(r, std::move(tensors), window);
 }
 
 }  // namespace nd

@@ -6,7 +6,7 @@ from .kandinsky2_2 import (
     KandinskyV22PriorPipeline,
 )
 from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
-from .stable_diffusion import StableDiffusionImg2ImgPipeline
+from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from .stable_diffusion_xl import (
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
@@ -18,6 +18,7 @@ PIPELINE_CLASSES = {
     "KandinskyV22Img2ImgCombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
     "KandinskyV22Img2ImgPipeline": KandinskyV22Img2ImgPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
+    "StableDiffusionPipeline": StableDiffusionPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLImg2ImgPipeline,
     "KandinskyV22PriorPipeline": KandinskyV22PriorPipeline,

@@ -6,7 +6,7 @@ import os
 from ..configuration_utils import read_config_file
 from ..utils.hub_utils import resolve_model_path
 from .kandinsky2_2 import KandinskyV22Img2ImgCombinedPipeline
-from .stable_diffusion import StableDiffusionImg2ImgPipeline
+from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from .stable_diffusion_xl import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
 # Ref: diffusers auto_pipeline.py, AUTO_IMAGE2IMAGE_PIPELINES_MAPPING and
@@ -24,6 +24,8 @@ _IMAGE2IMAGE_BY_CLASS_NAME = {
     "KandinskyV22Img2ImgCombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
 }
 _TEXT2IMAGE_BY_CLASS_NAME = {
+    "StableDiffusionPipeline": StableDiffusionPipeline,
+    "StableDiffusionImg2ImgPipeline": StableDiffusionPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLPipeline,
 }

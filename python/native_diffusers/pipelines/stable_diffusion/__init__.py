@@ -1,1 +1,2 @@
-from .pipeline_stable_diffusion_img2img import StableDiffusionImg2ImgPipeline, StableDiffusionPipelineOutput
+from .pipeline_stable_diffusion import StableDiffusionPipeline, StableDiffusionPipelineOutput
+from .pipeline_stable_diffusion_img2img import StableDiffusionImg2ImgPipeline

@@ -7,35 +7,11 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import torch
 
 from ... import _C
-from ...image_processor import VaeImageProcessor
-from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput
-
-StableDiffusionPipelineOutput = ImagePipelineOutput
+from ..pipeline_utils import DiffusionPipeline
+from .pipeline_stable_diffusion import StableDiffusionMixin, StableDiffusionPipelineOutput
 
 
-class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
-    _optional_components = ["safety_checker", "feature_extractor", "image_encoder"]
-    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
-
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, safety_checker=None, feature_extractor=None,
-                 image_encoder=None, requires_safety_checker: bool = True):
-        super().__init__(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                         safety_checker=None, feature_extractor=None, image_encoder=None)
-        # Ref: diffusers: vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1).
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
-        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
-
-    @classmethod
-    def _expected_components(cls):
-        return ["vae", "text_encoder", "tokenizer", "unet", "scheduler", "safety_checker", "feature_extractor",
-                "image_encoder"]
-
-    def __setattr__(self, name, value):
-        # Swapping a component (pipe.scheduler = X.from_config(...)) must reach the engine.
-        object.__setattr__(self, name, value)
-        if name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler") and "_engine" in self.__dict__:
-            object.__setattr__(self, "_engine", None)
-
+class StableDiffusionImg2ImgPipeline(StableDiffusionMixin, DiffusionPipeline):
     def _engine_pipeline(self):
         engine = self.__dict__.get("_engine")
         if engine is None:
@@ -47,75 +23,13 @@ class StableDiffusionImg2ImgPipeline(DiffusionPipeline):
             object.__setattr__(self, "_engine", engine)
         return engine
 
-    @property
-    def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1
-
-    @property
-    def guidance_scale(self):
-        return self._guidance_scale
-
-    @property
-    def clip_skip(self):
-        return self._clip_skip
-
-    @property
-    def num_timesteps(self):
-        return self._num_timesteps
-
     def check_inputs(self, prompt, strength, callback_steps, negative_prompt=None, prompt_embeds=None,
                      negative_prompt_embeds=None, callback_on_step_end_tensor_inputs=None):
         # Ref: diffusers StableDiffusionImg2ImgPipeline.check_inputs (same messages).
         if strength < 0 or strength > 1:
             raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
-        if callback_steps is not None and (not isinstance(callback_steps, int) or callback_steps <= 0):
-            raise ValueError(
-                f"`callback_steps` has to be a positive integer but is {callback_steps} of type"
-                f" {type(callback_steps)}."
-            )
-        self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError(
-                f"Cannot forward both `prompt`: {prompt} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
-                " only forward one of the two."
-            )
-        elif prompt is None and prompt_embeds is None:
-            raise ValueError(
-                "Provide either `prompt` or `prompt_embeds`. Cannot leave both `prompt` and `prompt_embeds` undefined."
-            )
-        elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
-            raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
-        if negative_prompt is not None and negative_prompt_embeds is not None:
-            raise ValueError(
-                f"Cannot forward both `negative_prompt`: {negative_prompt} and `negative_prompt_embeds`:"
-                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
-            )
-        if prompt_embeds is not None and negative_prompt_embeds is not None:
-            if prompt_embeds.shape != negative_prompt_embeds.shape:
-                raise ValueError(
-                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape when passed directly, but"
-                    f" got: `prompt_embeds` {prompt_embeds.shape} != `negative_prompt_embeds`"
-                    f" {negative_prompt_embeds.shape}."
-                )
-
-    @staticmethod
-    def _negative_prompts(prompt, negative_prompt, batch_size) -> List[str]:
-        # Ref: diffusers encode_prompt: the type and batch checks on negative_prompt.
-        if negative_prompt is None:
-            return []
-        if prompt is not None and type(prompt) is not type(negative_prompt):
-            raise TypeError(
-                f"`negative_prompt` should be the same type to `prompt`, but got {type(negative_prompt)} !="
-                f" {type(prompt)}."
-            )
-        negatives = [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
-        if batch_size != len(negatives):
-            raise ValueError(
-                f"`negative_prompt`: {negative_prompt} has batch size {len(negatives)}, but `prompt`:"
-                f" {prompt} has batch size {batch_size}. Please make sure that passed `negative_prompt` matches"
-                " the batch size of `prompt`."
-            )
-        return negatives
+        self._check_prompt_inputs(prompt, callback_steps, negative_prompt, prompt_embeds, negative_prompt_embeds,
+                                  callback_on_step_end_tensor_inputs)
 
     @torch.no_grad()
     def __call__(

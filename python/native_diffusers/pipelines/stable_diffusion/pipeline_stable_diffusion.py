@@ -1,0 +1,222 @@
+"""diffusers' ``StableDiffusionPipeline`` (text-to-image, SD 1.x/2.x) on the native engine, and what
+it shares with the image-to-image pipeline. Python checks the arguments (with diffusers' messages);
+encoding, the denoising loop and the decode run in the C++ engine."""
+
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import torch
+
+from ... import _C
+from ...image_processor import VaeImageProcessor
+from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput
+
+StableDiffusionPipelineOutput = ImagePipelineOutput
+
+
+class StableDiffusionMixin:
+    """What diffusers' StableDiffusionPipeline and StableDiffusionImg2ImgPipeline share: components,
+    properties, and the prompt checks with diffusers' messages."""
+
+    _optional_components = ["safety_checker", "feature_extractor", "image_encoder"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, safety_checker=None, feature_extractor=None,
+                 image_encoder=None, requires_safety_checker: bool = True):
+        super().__init__(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                         safety_checker=None, feature_extractor=None, image_encoder=None)
+        # Ref: diffusers: vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1).
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+
+    @classmethod
+    def _expected_components(cls):
+        return ["vae", "text_encoder", "tokenizer", "unet", "scheduler", "safety_checker", "feature_extractor",
+                "image_encoder"]
+
+    def __setattr__(self, name, value):
+        # Swapping a component (pipe.scheduler = X.from_config(...)) must reach the engine.
+        object.__setattr__(self, name, value)
+        if name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler") and "_engine" in self.__dict__:
+            object.__setattr__(self, "_engine", None)
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
+
+    @property
+    def guidance_scale(self):
+        return self._guidance_scale
+
+    @property
+    def clip_skip(self):
+        return self._clip_skip
+
+    @property
+    def num_timesteps(self):
+        return self._num_timesteps
+
+    @staticmethod
+    def _negative_prompts(prompt, negative_prompt, batch_size) -> List[str]:
+        # Ref: diffusers encode_prompt: the type and batch checks on negative_prompt.
+        if negative_prompt is None:
+            return []
+        if prompt is not None and type(prompt) is not type(negative_prompt):
+            raise TypeError(
+                f"`negative_prompt` should be the same type to `prompt`, but got {type(negative_prompt)} !="
+                f" {type(prompt)}."
+            )
+        negatives = [negative_prompt] if isinstance(negative_prompt, str) else list(negative_prompt)
+        if batch_size != len(negatives):
+            raise ValueError(
+                f"`negative_prompt`: {negative_prompt} has batch size {len(negatives)}, but `prompt`:"
+                f" {prompt} has batch size {batch_size}. Please make sure that passed `negative_prompt` matches"
+                " the batch size of `prompt`."
+            )
+        return negatives
+
+    def _check_prompt_inputs(self, prompt, callback_steps, negative_prompt=None, prompt_embeds=None,
+                             negative_prompt_embeds=None, callback_on_step_end_tensor_inputs=None):
+        # Ref: diffusers StableDiffusion(Img2Img)Pipeline.check_inputs (same messages).
+        if callback_steps is not None and (not isinstance(callback_steps, int) or callback_steps <= 0):
+            raise ValueError(
+                f"`callback_steps` has to be a positive integer but is {callback_steps} of type"
+                f" {type(callback_steps)}."
+            )
+        self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `prompt`: {prompt} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
+                " only forward one of the two."
+            )
+        elif prompt is None and prompt_embeds is None:
+            raise ValueError(
+                "Provide either `prompt` or `prompt_embeds`. Cannot leave both `prompt` and `prompt_embeds` undefined."
+            )
+        elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
+            raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `negative_prompt`: {negative_prompt} and `negative_prompt_embeds`:"
+                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
+            )
+        if prompt_embeds is not None and negative_prompt_embeds is not None:
+            if prompt_embeds.shape != negative_prompt_embeds.shape:
+                raise ValueError(
+                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape when passed directly, but"
+                    f" got: `prompt_embeds` {prompt_embeds.shape} != `negative_prompt_embeds`"
+                    f" {negative_prompt_embeds.shape}."
+                )
+
+
+class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
+    def _engine_pipeline(self):
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            engine = _C.StableDiffusionPipeline(
+                self.tokenizer._engine if self.tokenizer is not None else None,
+                self.text_encoder._engine if self.text_encoder is not None else None,
+                self.unet._engine, self.vae._engine, self.scheduler._engine,
+            )
+            object.__setattr__(self, "_engine", engine)
+        return engine
+
+    @property
+    def guidance_rescale(self):
+        return self._guidance_rescale
+
+    def check_inputs(self, prompt, height, width, callback_steps, negative_prompt=None, prompt_embeds=None,
+                     negative_prompt_embeds=None, callback_on_step_end_tensor_inputs=None):
+        # Ref: diffusers StableDiffusionPipeline.check_inputs (same messages).
+        if height % 8 != 0 or width % 8 != 0:
+            raise ValueError(f"`height` and `width` have to be divisible by 8 but are {height} and {width}.")
+        self._check_prompt_inputs(prompt, callback_steps, negative_prompt, prompt_embeds, negative_prompt_embeds,
+                                  callback_on_step_end_tensor_inputs)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: Union[str, List[str]] = None,
+        height: Optional[int] = None,
+        width: Optional[int] = None,
+        num_inference_steps: int = 50,
+        timesteps: List[int] = None,
+        sigmas: List[float] = None,
+        guidance_scale: float = 7.5,
+        negative_prompt: Optional[Union[str, List[str]]] = None,
+        num_images_per_prompt: Optional[int] = 1,
+        eta: float = 0.0,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        latents: Optional[torch.Tensor] = None,
+        prompt_embeds: Optional[torch.Tensor] = None,
+        negative_prompt_embeds: Optional[torch.Tensor] = None,
+        ip_adapter_image: Any = None,
+        ip_adapter_image_embeds: Optional[List[torch.Tensor]] = None,
+        output_type: Optional[str] = "pil",
+        return_dict: bool = True,
+        cross_attention_kwargs: Optional[Dict[str, Any]] = None,
+        guidance_rescale: float = 0.0,
+        clip_skip: Optional[int] = None,
+        callback_on_step_end: Optional[Callable] = None,
+        callback_on_step_end_tensor_inputs: List[str] = ["latents"],
+        **kwargs,
+    ):
+        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
+            raise NotImplementedError("IP-Adapter inputs are not supported yet by native_diffusers")
+        if cross_attention_kwargs:
+            raise NotImplementedError("cross_attention_kwargs is not supported yet by native_diffusers")
+        callback_steps = kwargs.pop("callback_steps", None)
+        if kwargs.pop("callback", None) is not None or callback_steps is not None:
+            raise NotImplementedError("the deprecated `callback`/`callback_steps` are not supported; use "
+                                      "callback_on_step_end")
+        if kwargs:
+            raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
+
+        # 0. Default height and width to unet
+        sample_size = self.unet.config.get("sample_size", 64)
+        height = height or sample_size * self.vae_scale_factor
+        width = width or sample_size * self.vae_scale_factor
+
+        # 1. Check inputs
+        self.check_inputs(prompt, height, width, callback_steps, negative_prompt, prompt_embeds,
+                          negative_prompt_embeds, callback_on_step_end_tensor_inputs)
+        self._guidance_scale = guidance_scale
+        self._guidance_rescale = guidance_rescale
+        self._clip_skip = clip_skip
+
+        # 2. Define call parameters
+        prompts = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else [])
+        batch_size = len(prompts) if prompts else prompt_embeds.shape[0]
+        negatives = self._negative_prompts(prompt, negative_prompt, batch_size)
+        generators = self._generators(generator)
+        if len(generators) > 1 and len(generators) != batch_size * num_images_per_prompt:
+            raise ValueError(
+                f"You have passed a list of generators of length {len(generators)}, but requested an effective batch"
+                f" size of {batch_size * num_images_per_prompt}. Make sure the batch size matches the length of the"
+                " generators."
+            )
+        self._check_custom_schedule(timesteps, sigmas)
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
+
+        engine_callback = None
+        if callback_on_step_end is not None:
+            engine_callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        # 3.-7. Encode the prompt, timesteps, latents, the denoising loop and the decode, in the engine
+        result = self._engine_pipeline().run(
+            prompt=prompts, negative_prompt=negatives, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, height=int(height), width=int(width), latents=latents,
+            num_inference_steps=int(num_inference_steps),
+            timesteps=[float(t) for t in timesteps] if timesteps is not None else [],
+            sigmas=[float(s) for s in sigmas] if sigmas is not None else [],
+            guidance_scale=float(guidance_scale), guidance_rescale=float(guidance_rescale),
+            num_images_per_prompt=int(num_images_per_prompt), eta=float(eta), generators=generators,
+            clip_skip=clip_skip, output_latents=output_type == "latent", progress_bar=self._progress_bar_enabled(),
+            callback_on_step_end=engine_callback,
+        )
+        self._num_timesteps = len(self.scheduler.timesteps)
+        images = (
+            result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
+        )
+        if not return_dict:
+            return (images, None)
+        return StableDiffusionPipelineOutput(images=images, nsfw_content_detected=None)
