@@ -168,6 +168,74 @@ class DiffusionPipeline:
         return PIPELINE_CLASSES[name]
 
     # -- call helpers every pipeline shares ----------------------------------------------------
+    @staticmethod
+    def _check_unsupported_call_arguments(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs, kwargs):
+        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
+            raise NotImplementedError("IP-Adapter inputs are not supported yet by native_diffusers")
+        if cross_attention_kwargs:
+            raise NotImplementedError("cross_attention_kwargs is not supported yet by native_diffusers")
+        if kwargs.pop("callback", None) is not None or kwargs.pop("callback_steps", None) is not None:
+            raise NotImplementedError(
+                "the deprecated `callback`/`callback_steps` are not supported; use callback_on_step_end"
+            )
+        if kwargs:
+            raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
+
+    @staticmethod
+    def _check_prompt_pairs(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, prompt_2=None,
+                            negative_prompt_2=None):
+        """Ref: diffusers check_inputs of the SD and SDXL pipelines, same messages and order (the
+        ``*_2`` checks are SDXL's second text encoder)."""
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `prompt`: {prompt} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
+                " only forward one of the two."
+            )
+        elif prompt_2 is not None and prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `prompt_2`: {prompt_2} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
+                " only forward one of the two."
+            )
+        elif prompt is None and prompt_embeds is None:
+            raise ValueError(
+                "Provide either `prompt` or `prompt_embeds`. Cannot leave both `prompt` and `prompt_embeds` undefined."
+            )
+        elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
+            raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
+        elif prompt_2 is not None and (not isinstance(prompt_2, str) and not isinstance(prompt_2, list)):
+            raise ValueError(f"`prompt_2` has to be of type `str` or `list` but is {type(prompt_2)}")
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `negative_prompt`: {negative_prompt} and `negative_prompt_embeds`:"
+                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
+            )
+        elif negative_prompt_2 is not None and negative_prompt_embeds is not None:
+            raise ValueError(
+                f"Cannot forward both `negative_prompt_2`: {negative_prompt_2} and `negative_prompt_embeds`:"
+                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
+            )
+        if prompt_embeds is not None and negative_prompt_embeds is not None:
+            if prompt_embeds.shape != negative_prompt_embeds.shape:
+                raise ValueError(
+                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape when passed directly, but"
+                    f" got: `prompt_embeds` {prompt_embeds.shape} != `negative_prompt_embeds`"
+                    f" {negative_prompt_embeds.shape}."
+                )
+
+    def _generators_for_batch(self, generator, effective_batch_size: int) -> List[torch.Generator]:
+        generators = self._generators(generator)
+        if len(generators) > 1 and len(generators) != effective_batch_size:
+            raise ValueError(
+                f"You have passed a list of generators of length {len(generators)}, but requested an effective batch"
+                f" size of {effective_batch_size}. Make sure the batch size matches the length of the generators."
+            )
+        return generators
+
+    @staticmethod
+    def _check_output_type(output_type):
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
+
     def _check_callback_tensor_inputs(self, names):
         # Ref: diffusers check_inputs (the same message in every pipeline).
         if names is not None and not all(k in self._callback_tensor_inputs for k in names):

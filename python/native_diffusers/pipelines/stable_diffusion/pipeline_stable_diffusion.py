@@ -83,29 +83,7 @@ class StableDiffusionMixin:
                 f" {type(callback_steps)}."
             )
         self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError(
-                f"Cannot forward both `prompt`: {prompt} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
-                " only forward one of the two."
-            )
-        elif prompt is None and prompt_embeds is None:
-            raise ValueError(
-                "Provide either `prompt` or `prompt_embeds`. Cannot leave both `prompt` and `prompt_embeds` undefined."
-            )
-        elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
-            raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
-        if negative_prompt is not None and negative_prompt_embeds is not None:
-            raise ValueError(
-                f"Cannot forward both `negative_prompt`: {negative_prompt} and `negative_prompt_embeds`:"
-                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
-            )
-        if prompt_embeds is not None and negative_prompt_embeds is not None:
-            if prompt_embeds.shape != negative_prompt_embeds.shape:
-                raise ValueError(
-                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape when passed directly, but"
-                    f" got: `prompt_embeds` {prompt_embeds.shape} != `negative_prompt_embeds`"
-                    f" {negative_prompt_embeds.shape}."
-                )
+        self._check_prompt_pairs(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds)
 
 
 class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
@@ -160,16 +138,9 @@ class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
         callback_on_step_end_tensor_inputs: List[str] = ["latents"],
         **kwargs,
     ):
-        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
-            raise NotImplementedError("IP-Adapter inputs are not supported yet by native_diffusers")
-        if cross_attention_kwargs:
-            raise NotImplementedError("cross_attention_kwargs is not supported yet by native_diffusers")
-        callback_steps = kwargs.pop("callback_steps", None)
-        if kwargs.pop("callback", None) is not None or callback_steps is not None:
-            raise NotImplementedError("the deprecated `callback`/`callback_steps` are not supported; use "
-                                      "callback_on_step_end")
-        if kwargs:
-            raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
+        self._check_unsupported_call_arguments(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs,
+                                               kwargs)
+        callback_steps = None
 
         # 0. Default height and width to unet
         sample_size = self.unet.config.get("sample_size", 64)
@@ -187,16 +158,9 @@ class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
         prompts = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else [])
         batch_size = len(prompts) if prompts else prompt_embeds.shape[0]
         negatives = self._negative_prompts(prompt, negative_prompt, batch_size)
-        generators = self._generators(generator)
-        if len(generators) > 1 and len(generators) != batch_size * num_images_per_prompt:
-            raise ValueError(
-                f"You have passed a list of generators of length {len(generators)}, but requested an effective batch"
-                f" size of {batch_size * num_images_per_prompt}. Make sure the batch size matches the length of the"
-                " generators."
-            )
+        generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
         self._check_custom_schedule(timesteps, sigmas)
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
+        self._check_output_type(output_type)
 
         engine_callback = None
         if callback_on_step_end is not None:

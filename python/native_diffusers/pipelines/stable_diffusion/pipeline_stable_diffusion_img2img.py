@@ -57,15 +57,9 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionMixin, DiffusionPipeline):
         callback_on_step_end_tensor_inputs: List[str] = ["latents"],
         **kwargs,
     ):
-        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
-            raise NotImplementedError("IP-Adapter inputs are not supported yet by native_diffusers")
-        if cross_attention_kwargs:
-            raise NotImplementedError("cross_attention_kwargs is not supported yet by native_diffusers")
-        callback_steps = kwargs.pop("callback_steps", None)
-        if kwargs.pop("callback", None) is not None or callback_steps is not None:
-            raise NotImplementedError(
-                "the deprecated `callback`/`callback_steps` are not supported; use callback_on_step_end"
-            )
+        self._check_unsupported_call_arguments(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs,
+                                               kwargs)
+        callback_steps = None
 
         # 1. Check inputs
         self.check_inputs(prompt, strength, callback_steps, negative_prompt, prompt_embeds, negative_prompt_embeds,
@@ -84,16 +78,9 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionMixin, DiffusionPipeline):
             prompts = []
         batch_size = len(prompts) if prompts else prompt_embeds.shape[0]
         negatives = self._negative_prompts(prompt, negative_prompt, batch_size)
-        generators = self._generators(generator)
-        if len(generators) > 1 and len(generators) != batch_size * num_images_per_prompt:
-            raise ValueError(
-                f"You have passed a list of generators of length {len(generators)}, but requested an effective batch"
-                f" size of {batch_size * num_images_per_prompt}. Make sure the batch size matches the length of the"
-                " generators."
-            )
+        generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
         self._check_custom_schedule(timesteps, sigmas)
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
+        self._check_output_type(output_type)
 
         # 4. Preprocess image (PIL's Lanczos resize, [-1, 1]) as diffusers' VaeImageProcessor does
         image = self.image_processor.preprocess(image)

@@ -91,41 +91,8 @@ class StableDiffusionXLMixin:
                        callback_on_step_end_tensor_inputs):
         # Ref: diffusers StableDiffusionXL(Img2Img)Pipeline.check_inputs (same messages).
         self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError(
-                f"Cannot forward both `prompt`: {prompt} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
-                " only forward one of the two."
-            )
-        elif prompt_2 is not None and prompt_embeds is not None:
-            raise ValueError(
-                f"Cannot forward both `prompt_2`: {prompt_2} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
-                " only forward one of the two."
-            )
-        elif prompt is None and prompt_embeds is None:
-            raise ValueError(
-                "Provide either `prompt` or `prompt_embeds`. Cannot leave both `prompt` and `prompt_embeds` undefined."
-            )
-        elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
-            raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
-        elif prompt_2 is not None and (not isinstance(prompt_2, str) and not isinstance(prompt_2, list)):
-            raise ValueError(f"`prompt_2` has to be of type `str` or `list` but is {type(prompt_2)}")
-        if negative_prompt is not None and negative_prompt_embeds is not None:
-            raise ValueError(
-                f"Cannot forward both `negative_prompt`: {negative_prompt} and `negative_prompt_embeds`:"
-                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
-            )
-        elif negative_prompt_2 is not None and negative_prompt_embeds is not None:
-            raise ValueError(
-                f"Cannot forward both `negative_prompt_2`: {negative_prompt_2} and `negative_prompt_embeds`:"
-                f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
-            )
-        if prompt_embeds is not None and negative_prompt_embeds is not None:
-            if prompt_embeds.shape != negative_prompt_embeds.shape:
-                raise ValueError(
-                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape when passed directly, but"
-                    f" got: `prompt_embeds` {prompt_embeds.shape} != `negative_prompt_embeds`"
-                    f" {negative_prompt_embeds.shape}."
-                )
+        self._check_prompt_pairs(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, prompt_2,
+                                 negative_prompt_2)
         if prompt_embeds is not None and pooled_prompt_embeds is None:
             raise ValueError(
                 "If `prompt_embeds` are provided, `pooled_prompt_embeds` also have to be passed. Make sure to generate"
@@ -137,18 +104,6 @@ class StableDiffusionXLMixin:
                 " Make sure to generate `negative_pooled_prompt_embeds` from the same text encoder that was used to"
                 " generate `negative_prompt_embeds`."
             )
-
-    @staticmethod
-    def _check_unsupported(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs, kwargs):
-        if ip_adapter_image is not None or ip_adapter_image_embeds is not None:
-            raise NotImplementedError("IP-Adapter inputs are not supported yet by native_diffusers")
-        if cross_attention_kwargs:
-            raise NotImplementedError("cross_attention_kwargs is not supported yet by native_diffusers")
-        if kwargs.pop("callback", None) is not None or kwargs.pop("callback_steps", None) is not None:
-            raise NotImplementedError("the deprecated `callback`/`callback_steps` are not supported; use "
-                                      "callback_on_step_end")
-        if kwargs:
-            raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
 
     # -- the request the engine runs ------------------------------------------------------------
     def _prompt_request(self, prompt, prompt_2, negative_prompt, negative_prompt_2, prompt_embeds,
@@ -213,16 +168,9 @@ class StableDiffusionXLMixin:
                      crops_coords_top_left, target_size, negative_original_size, negative_crops_coords_top_left,
                      negative_target_size, output_type, callback_on_step_end, callback_on_step_end_tensor_inputs,
                      batch_size):
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
+        self._check_output_type(output_type)
         self._check_custom_schedule(timesteps, sigmas)
-        generators = self._generators(generator)
-        if len(generators) > 1 and len(generators) != batch_size * num_images_per_prompt:
-            raise ValueError(
-                f"You have passed a list of generators of length {len(generators)}, but requested an effective batch"
-                f" size of {batch_size * num_images_per_prompt}. Make sure the batch size matches the length of the"
-                " generators."
-            )
+        generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
         r.num_inference_steps = int(num_inference_steps)
         r.timesteps = [float(t) for t in timesteps] if timesteps is not None else []
         r.sigmas = [float(s) for s in sigmas] if sigmas is not None else []
@@ -318,7 +266,8 @@ class StableDiffusionXLPipeline(StableDiffusionXLMixin, DiffusionPipeline):
         callback_on_step_end_tensor_inputs: List[str] = ["latents"],
         **kwargs,
     ):
-        self._check_unsupported(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs, kwargs)
+        self._check_unsupported_call_arguments(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs,
+                                               kwargs)
         # 0. Default height and width to unet
         height = height or self.default_sample_size * self.vae_scale_factor
         width = width or self.default_sample_size * self.vae_scale_factor

@@ -76,7 +76,8 @@ class StableDiffusionXLImg2ImgPipeline(StableDiffusionXLMixin, DiffusionPipeline
         callback_on_step_end_tensor_inputs: List[str] = ["latents"],
         **kwargs,
     ):
-        self._check_unsupported(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs, kwargs)
+        self._check_unsupported_call_arguments(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs,
+                                               kwargs)
         # 1. Check inputs (Ref: diffusers StableDiffusionXLImg2ImgPipeline.check_inputs)
         if strength < 0 or strength > 1:
             raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
