@@ -7,11 +7,13 @@ and prints UNet ms per step, VAE decode ms, end-to-end seconds, peak GPU memory 
 with the device, torch version and date. Medians of ``--runs`` after a warm-up, synchronised around each.
 
     python bench/bench_img2img.py --config sd15 --device cuda --dtype float16   # the GPU table
+    python bench/bench_img2img.py --config sd15 --device cuda --offload none,model,sequential  # issue 5's table
     python bench/bench_img2img.py --config tiny --device cpu                    # a quick CPU check
 """
 
 import argparse
 import datetime
+import gc
 import statistics
 import tempfile
 import time
@@ -57,8 +59,9 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fn, device, runs):
-    fn()  # warm-up
+def timed(fn, device, runs, warmup=True):
+    if warmup:
+        fn()
     times = []
     for _ in range(runs):
         sync(device)
@@ -69,8 +72,13 @@ def timed(fn, device, runs):
     return statistics.median(times)
 
 
-def measure(name, pipe, device, args, init_image):
-    pipe.set_progress_bar_config(disable=True)
+def call_pipe(pipe, args, init_image):
+    return pipe(args.prompt, image=init_image, strength=args.strength, guidance_scale=7.5,
+                num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).images[0]
+
+
+def measure_parts(pipe, device, args):
+    """UNet step (batch 2: guidance), VAE encode and decode, each alone, in ms."""
     latents_hw = args.height // pipe.vae_scale_factor
     unet, vae = pipe.unet, pipe.vae
     dtype = unet.dtype
@@ -78,19 +86,87 @@ def measure(name, pipe, device, args, init_image):
     context = torch.randn(2, 77, unet.config.cross_attention_dim, device=device, dtype=dtype)
     t = torch.tensor(500, device=device)
     latents = torch.randn(1, 4, latents_hw, latents_hw, device=device, dtype=vae.dtype)
-
-    def call():
-        return pipe(args.prompt, image=init_image, strength=args.strength, guidance_scale=7.5,
-                    num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).images[0]
-
+    pixels = torch.rand(1, 3, args.height, args.height, device=device, dtype=vae.dtype) * 2 - 1
     with torch.no_grad():
-        unet_s = timed(lambda: unet(sample, t, context), device, args.runs * 3)
-        decode_s = timed(lambda: vae.decode(latents), device, args.runs * 3)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        e2e_s = timed(call, device, args.runs)
-        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return {"name": name, "unet_ms": unet_s * 1e3, "decode_ms": decode_s * 1e3, "e2e_s": e2e_s, "peak_gib": peak}
+        return {
+            "unet_ms": timed(lambda: unet(sample, t, context), device, args.runs * 3) * 1e3,
+            "encode_ms": timed(lambda: vae.encode(pixels), device, args.runs * 3) * 1e3,
+            "decode_ms": timed(lambda: vae.decode(latents), device, args.runs * 3) * 1e3,
+        }
+
+
+def place(pipe, mode, device):
+    if mode == "none":
+        return pipe.to(device)
+    if mode == "model":
+        pipe.enable_model_cpu_offload()
+    else:
+        pipe.enable_sequential_cpu_offload()
+    return pipe
+
+
+def measure(name, load, device, args, init_image, mode):
+    """One implementation under one placement: load-to-first-image, end to end, peak memory."""
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    sync(device)
+    start = time.perf_counter()
+    pipe = place(load(), mode, device)
+    pipe.set_progress_bar_config(disable=True)
+    call_pipe(pipe, args, init_image)
+    sync(device)
+    first_image_s = time.perf_counter() - start
+    result = {"name": name, "mode": mode, "first_image_s": first_image_s}
+    if mode == "none":
+        result.update(measure_parts(pipe, device, args))
+    runs = 1 if mode == "sequential" else args.runs  # diffusers' sequential offload takes ~20 s a run
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+    result["e2e_s"] = timed(lambda: call_pipe(pipe, args, init_image), device, runs, warmup=False)
+    result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else float("nan")
+    return result
+
+
+def ratio(ours, ref, key, invert=False):
+    if not (ref.get(key) and ours.get(key)) or ref[key] != ref[key]:
+        return "n/a"
+    value = ref[key] / ours[key] if invert else ours[key] / ref[key]
+    return f"{value:.2f}x"
+
+
+def print_tables(results, args, dtype, device):
+    import diffusers
+
+    on_gpu = device.type == "cuda"
+    device_name = torch.cuda.get_device_name(device) if on_gpu else "CPU"
+    print(f"# img2img {args.config} {args.height}x{args.height}, {args.steps} steps x {args.strength}, "
+          f"guidance 7.5, {dtype}; {device_name}; torch {torch.__version__}; diffusers {diffusers.__version__}; "
+          f"{datetime.date.today()}")
+    by = {(r["name"], r["mode"]): r for r in results}
+    ref, ours = by.get(("diffusers", "none")), by.get(("native_diffusers", "none"))
+    if ref and ours:
+        print("\n| impl | UNet ms/step (batch 2) | UNet it/s | VAE encode ms | VAE decode ms | end-to-end s | "
+              "peak GiB | from_pretrained to first image s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in (ref, ours):
+            peak = f"{r['peak_gib']:.2f}" if on_gpu else "n/a (CPU)"
+            print(f"| {r['name']} | {r['unet_ms']:.2f} | {1e3 / r['unet_ms']:.1f} | {r['encode_ms']:.2f} | "
+                  f"{r['decode_ms']:.2f} | {r['e2e_s']:.3f} | {peak} | {r['first_image_s']:.2f} |")
+        print(f"| ours/diffusers | {ratio(ours, ref, 'unet_ms')} time | {ratio(ours, ref, 'unet_ms', True)} rate | "
+              f"{ratio(ours, ref, 'encode_ms')} | {ratio(ours, ref, 'decode_ms')} | {ratio(ours, ref, 'e2e_s')} | "
+              f"{ratio(ours, ref, 'peak_gib')} | {ratio(ours, ref, 'first_image_s')} |")
+    modes = [m for m in ("none", "model", "sequential") if ("diffusers", m) in by and ("native_diffusers", m) in by]
+    if len(modes) > 1:
+        print("\n| placement | diffusers s | ours s | ours/diffusers time | diffusers peak GiB | ours peak GiB | "
+              "ours/diffusers peak | ours vs our no-offload time |")
+        print("|---|---|---|---|---|---|---|---|")
+        base = by[("native_diffusers", "none")]
+        for m in modes:
+            r, o = by[("diffusers", m)], by[("native_diffusers", m)]
+            print(f"| {m} | {r['e2e_s']:.3f} | {o['e2e_s']:.3f} | {ratio(o, r, 'e2e_s')} | {r['peak_gib']:.2f} | "
+                  f"{o['peak_gib']:.2f} | {ratio(o, r, 'peak_gib')} | {ratio(o, base, 'e2e_s')} |")
 
 
 def main():
@@ -102,11 +178,17 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--strength", type=float, default=0.8)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--offload", default="none", help="comma-separated placements: none, model, sequential")
     parser.add_argument("--prompt", default="Astronaut in a jungle, cold color palette, muted colors, detailed, 8k")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
     args.height = args.height or (512 if args.config == "sd15" else 64)
+    modes = [m.strip() for m in args.offload.split(",") if m.strip()]
+    if "none" not in modes:
+        modes.insert(0, "none")
+    if device.type != "cuda":
+        modes = ["none"]  # offloading is a GPU feature
 
     import diffusers
 
@@ -117,32 +199,18 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         path = build_checkpoint(tmp, args.config, dtype)
         variant = "fp16" if (args.config == "sd15" and dtype == torch.float16) else None
+        loaders = {
+            "diffusers": lambda: diffusers.AutoPipelineForImage2Image.from_pretrained(
+                path, torch_dtype=dtype, variant=variant, safety_checker=None),
+            "native_diffusers": lambda: nd.AutoPipelineForImage2Image.from_pretrained(
+                path, torch_dtype=dtype, variant=variant),
+        }
         results = []
-        ref = diffusers.AutoPipelineForImage2Image.from_pretrained(path, torch_dtype=dtype, variant=variant,
-                                                                   safety_checker=None).to(device)
-        results.append(measure("diffusers", ref, device, args, init_image))
-        del ref
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        ours = nd.AutoPipelineForImage2Image.from_pretrained(path, torch_dtype=dtype, variant=variant).to(device)
-        results.append(measure("native_diffusers", ours, device, args, init_image))
-
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"# img2img {args.config} {args.height}x{args.height}, {args.steps} steps x {args.strength}, "
-          f"guidance 7.5, {dtype}; {device_name}; torch {torch.__version__}; diffusers {diffusers.__version__}; "
-          f"{datetime.date.today()}")
-    print("| impl | UNet ms/step (batch 2) | UNet it/s | VAE decode ms | end-to-end s | peak GiB |")
-    print("|---|---|---|---|---|---|")
-    on_gpu = device.type == "cuda"
-    for r in results:
-        peak = f"{r['peak_gib']:.2f}" if on_gpu else "n/a (CPU)"
-        print(f"| {r['name']} | {r['unet_ms']:.2f} | {1e3 / r['unet_ms']:.1f} | {r['decode_ms']:.2f} | "
-              f"{r['e2e_s']:.3f} | {peak} |")
-    ref_r, our_r = results
-    peak_ratio = f"{our_r['peak_gib'] / ref_r['peak_gib']:.2f}x" if on_gpu else "n/a"
-    print(f"| ours/diffusers | {our_r['unet_ms'] / ref_r['unet_ms']:.2f}x time | "
-          f"{ref_r['unet_ms'] / our_r['unet_ms']:.2f}x rate | {our_r['decode_ms'] / ref_r['decode_ms']:.2f}x | "
-          f"{our_r['e2e_s'] / ref_r['e2e_s']:.2f}x | {peak_ratio} |")
+        for mode in modes:
+            for name, load in loaders.items():
+                results.append(measure(name, load, device, args, init_image, mode))
+                gc.collect()
+    print_tables(results, args, dtype, device)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine: build against its torch, run the kernel and GPU tests, then the
-# side-by-side benchmarks. From this machine (diffusers is carried as a wheel; the CLIP vocabulary too):
+# side-by-side benchmarks. Every phase logs to $OUT and a failing phase does not stop the next ones,
+# so one call brings back everything it can. From this machine (diffusers travels as a wheel; the
+# CLIP vocabulary too):
 #   .venv/bin/pip download diffusers==0.40.0 --no-deps -d .whl
-#   device run: bash bench/run_gpu.sh     carry: [".whl", "tests/data"]
-# Results land in $OUT (bench_sd15.md, test logs) for bench/RESULTS.md.
-set -euo pipefail
+#   device run: bash bench/run_gpu.sh [PHASE...]      carry: [".whl", "tests/data"]
+# Phases (default: all, in this order): build tests kernels sd15 sdxl kandinsky
+set -uo pipefail
 OUT="${OUT:-out}"
 mkdir -p "$OUT"
-python -m pip install -q --no-deps --no-index .whl/*.whl
-export CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
-python -m pip install -q --no-build-isolation -e . -Cbuild-dir=build/gpu \
-  -Ccmake.define.CMAKE_CUDA_ARCHITECTURES=90 2>&1 | tail -20
+PHASES=("$@")
+[ ${#PHASES[@]} -eq 0 ] && PHASES=(build tests kernels sd15 sdxl kandinsky)
+has() { local p; for p in "${PHASES[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+# Each phase gets a wall-clock cap so one hang cannot eat the session's device time.
+phase() { local name=$1 limit=$2; shift 2; echo "== $name (limit ${limit}s)"; local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1; local rc=$?
+  echo "   rc=$rc in $((SECONDS - t0))s"; tail -n 25 "$OUT/$name.txt"; return 0; }
+
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-build/gpu/nd_kernel_tests --gtest_brief=1 2>&1 | tee "$OUT/kernel_tests.txt" | tail -5
-python -m pytest tests/python -q -x -m gpu -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.txt" | tail -5 || true
-python bench/bench_img2img.py --config sd15 --device cuda --dtype float16 2>&1 | tee "$OUT/bench_sd15.md" | tail -8
-python bench/bench_guide_models.py --model sdxl_refiner --size full --device cuda 2>&1 | tee "$OUT/bench_sdxl_refiner.md" | tail -6
-python bench/bench_guide_models.py --model kandinsky22 --size full --device cuda 2>&1 | tee "$OUT/bench_kandinsky22.md" | tail -6
+python -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUT/gpu.txt"
+python -m pip install -q --no-deps --no-index .whl/*.whl 2>&1 | tail -2
+
+if has build; then
+  export CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
+  phase build 420 python -m pip install --no-build-isolation -e . -Cbuild-dir=build/gpu \
+    -Ccmake.define.ND_CUDA_ARCHITECTURES=90
+  python -c "import native_diffusers._C as C; print('kernels', C.fused_kernels_available())" | tee -a "$OUT/gpu.txt"
+fi
+if has tests; then
+  phase kernel_tests 120 build/gpu/nd_kernel_tests --gtest_brief=1
+  phase gpu_tests 420 python -m pytest tests/python/test_fused_ops.py tests/python/gpu -q -p no:cacheprovider -rs
+fi
+has kernels && phase bench_kernels 120 python bench/bench_kernels.py
+has sd15 && phase bench_sd15 600 python bench/bench_img2img.py --config sd15 --device cuda --dtype float16 \
+  --offload none,model,sequential
+has sdxl && phase bench_sdxl_refiner 600 python bench/bench_guide_models.py --model sdxl_refiner --size full --device cuda
+has kandinsky && phase bench_kandinsky22 600 python bench/bench_guide_models.py --model kandinsky22 --size full --device cuda
+exit 0

@@ -14,6 +14,31 @@ namespace py = pybind11;
 namespace nd::bindings {
 namespace {
 
+// diffusers' enable_model_cpu_offload / remove_all_hooks on a pipeline class with
+// offload_components(); `offloaded_components` lists those on the execution device now.
+template <typename Class>
+Class& def_model_cpu_offload(Class& cls) {
+  using Pipeline = typename Class::type;
+  cls.def(
+         "enable_model_cpu_offload",
+         [](Pipeline& p, const c10::Device& device) {
+           if (p.model_cpu_offload()) p.model_cpu_offload()->offload_all();
+           p.set_model_cpu_offload(std::make_shared<ModelCpuOffload>(p.offload_components(), device));
+         },
+         py::arg("device"), py::call_guard<py::gil_scoped_release>())
+      .def(
+          "remove_model_cpu_offload",
+          [](Pipeline& p) {
+            if (p.model_cpu_offload()) p.model_cpu_offload()->offload_all();
+            p.set_model_cpu_offload(nullptr);
+          },
+          py::call_guard<py::gil_scoped_release>())
+      .def("offloaded_components", [](const Pipeline& p) {
+        return p.model_cpu_offload() ? p.model_cpu_offload()->resident() : std::vector<std::string>{};
+      });
+  return cls;
+}
+
 void bind_stable_diffusion_xl(py::module_& m) {
   using R = StableDiffusionXLRequest;
   py::class_<R>(m, "StableDiffusionXLRequest")
@@ -55,7 +80,8 @@ void bind_stable_diffusion_xl(py::module_& m) {
       .def_readwrite("progress_bar", &R::progress_bar)
       .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
 
-  py::class_<StableDiffusionXLPipeline, std::shared_ptr<StableDiffusionXLPipeline>>(m, "StableDiffusionXLPipeline")
+  py::class_<StableDiffusionXLPipeline, std::shared_ptr<StableDiffusionXLPipeline>> sdxl(m, "StableDiffusionXLPipeline");
+  def_model_cpu_offload(sdxl)
       .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>, std::shared_ptr<CLIPTokenizer>,
                     std::shared_ptr<CLIPTextModel>, std::shared_ptr<UNet2DConditionModel>,
                     std::shared_ptr<AutoencoderKL>, std::shared_ptr<Scheduler>, bool>(),
@@ -144,7 +170,8 @@ void bind_kandinsky_prior(py::module_& m) {
 }
 
 void bind_stable_diffusion(py::module_& m) {
-  py::class_<StableDiffusionPipeline, std::shared_ptr<StableDiffusionPipeline>>(m, "StableDiffusionPipeline")
+  py::class_<StableDiffusionPipeline, std::shared_ptr<StableDiffusionPipeline>> sd(m, "StableDiffusionPipeline");
+  def_model_cpu_offload(sd)
       .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
                     std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<AutoencoderKL>,
                     std::shared_ptr<Scheduler>>(),
@@ -193,8 +220,9 @@ void bind_stable_diffusion(py::module_& m) {
 void bind_pipelines(py::module_& m) {
   bind_kandinsky(m);
   bind_kandinsky_prior(m);
-  py::class_<StableDiffusionImg2ImgPipeline, std::shared_ptr<StableDiffusionImg2ImgPipeline>>(
-      m, "StableDiffusionImg2ImgPipeline")
+  py::class_<StableDiffusionImg2ImgPipeline, std::shared_ptr<StableDiffusionImg2ImgPipeline>> sd_img2img(
+      m, "StableDiffusionImg2ImgPipeline");
+  def_model_cpu_offload(sd_img2img)
       .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
                     std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<AutoencoderKL>,
                     std::shared_ptr<Scheduler>>(),

@@ -13,6 +13,7 @@ void bind_models(py::module_& m);
 void bind_pipelines(py::module_& m);
 void bind_torch_ops(py::module_& m);
 void bind_schedulers(py::module_& m);
+void bind_kernels(py::module_& m);
 }  // namespace nd::bindings
 
 PYBIND11_MODULE(_C, m) {
@@ -38,6 +39,7 @@ PYBIND11_MODULE(_C, m) {
   nd::bindings::bind_pipelines(m);
   nd::bindings::bind_torch_ops(m);
   nd::bindings::bind_schedulers(m);
+  nd::bindings::bind_kernels(m);
 #ifdef ND_WITH_KERNELS
   m.attr("has_cuda_kernels") = true;
 #else

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "core/fused_ops.h"
+
 namespace nd {
 
 FeedForward FeedForward::load(const WeightLoader& w, int64_t dim) {
@@ -14,8 +16,7 @@ FeedForward FeedForward::load(const WeightLoader& w, int64_t dim) {
 
 at::Tensor FeedForward::forward(const at::Tensor& x) const {
   // Ref: diffusers activations.py, GEGLU: hidden, gate = proj(x).chunk(2, -1); hidden * gelu(gate).
-  const std::vector<at::Tensor> parts = proj_.forward(x).chunk(2, -1);
-  return out_.forward(parts[0] * at::gelu(parts[1]));
+  return out_.forward(geglu(proj_.forward(x)));
 }
 
 void FeedForward::apply(const ParameterFn& fn) {

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
+#include "core/fused_ops.h"
 
 namespace nd {
 
@@ -77,7 +78,7 @@ at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& contex
   const at::Tensor q = heads(to_q_.forward(x));
   const at::Tensor k = heads(to_k_->forward(kv_input));
   const at::Tensor v = heads(to_v_->forward(kv_input));
-  at::Tensor out = at::scaled_dot_product_attention(q, k, v);
+  at::Tensor out = attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, -1, config_.heads * config_.dim_head});  // [B, L, inner]
   out = to_out_.forward(out);
   if (spatial) out = out.transpose(-1, -2).reshape({batch, channels, height, width});
@@ -109,7 +110,7 @@ at::Tensor Attention::forward_added_kv(const at::Tensor& hidden, const at::Tenso
     k = at::cat({k, heads(to_k_->forward(x))}, 2);
     v = at::cat({v, heads(to_v_->forward(x))}, 2);
   }
-  at::Tensor out = at::scaled_dot_product_attention(q, k, v);
+  at::Tensor out = attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, -1, channels});  // [B, HW, C]
   out = to_out_.forward(out);
   return out.transpose(-1, -2).reshape(hidden.sizes()) + hidden;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
+#include "core/fused_ops.h"
 
 namespace nd {
 
@@ -36,9 +37,7 @@ LayerNorm LayerNorm::load(const WeightLoader& w, int64_t dim, double eps) {
   return LayerNorm{w.get("weight", {dim}), w.get("bias", {dim}), eps};
 }
 
-at::Tensor LayerNorm::forward(const at::Tensor& x) const {
-  return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
-}
+at::Tensor LayerNorm::forward(const at::Tensor& x) const { return layer_norm(x, weight, bias, eps); }
 
 void LayerNorm::apply(const ParameterFn& fn) {
   weight = fn(weight);
@@ -73,8 +72,10 @@ GroupNorm GroupNorm::load(const WeightLoader& w, int64_t num_groups, int64_t cha
   return GroupNorm{w.get("weight", {channels}), w.get("bias", {channels}), num_groups, eps};
 }
 
-at::Tensor GroupNorm::forward(const at::Tensor& x) const {
-  return at::group_norm(x, num_groups, weight, bias, eps);
+at::Tensor GroupNorm::forward(const at::Tensor& x) const { return group_norm(x, num_groups, weight, bias, eps); }
+
+at::Tensor GroupNorm::forward(const at::Tensor& x, const at::Tensor& add, bool apply_silu) const {
+  return group_norm(x, num_groups, weight, bias, eps, add, apply_silu);
 }
 
 void GroupNorm::apply(const ParameterFn& fn) {

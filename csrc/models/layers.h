@@ -72,6 +72,8 @@ struct GroupNorm {
   // Checks channels % groups == 0 so a bad config fails at load, naming the module.
   static GroupNorm load(const WeightLoader& w, int64_t num_groups, int64_t channels, double eps);
   at::Tensor forward(const at::Tensor& x) const;
+  // silu(norm(x + add[:, :, None, None])), one fused pass on the GPU; add: [N, C] or undefined.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& add, bool apply_silu) const;
   void apply(const ParameterFn& fn);
 };
 

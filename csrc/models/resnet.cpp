@@ -36,8 +36,14 @@ ResnetBlock2D ResnetBlock2D::load(const WeightLoader& w, const ResnetBlock2DConf
 at::Tensor ResnetBlock2D::forward(const at::Tensor& x_in, const at::Tensor& temb) const {
   // Ref: diffusers resnet.py, ResnetBlock2D.forward and ResnetBlockCondNorm2D.forward.
   at::Tensor x = x_in;
-  at::Tensor h = spatial_norm1_ ? spatial_norm1_->forward(x, temb) : norm1_.forward(x);
-  h = apply_activation(config_.act, h);
+  // SiLU (every config diffusers ships) fuses into the GroupNorm pass on the GPU.
+  const bool silu = config_.act == Activation::Silu;
+  at::Tensor h;
+  if (spatial_norm1_) {
+    h = apply_activation(config_.act, spatial_norm1_->forward(x, temb));
+  } else {
+    h = silu ? norm1_.forward(x, at::Tensor(), true) : apply_activation(config_.act, norm1_.forward(x));
+  }
   if (config_.up) {
     x = upsample_nearest(x);
     h = upsample_nearest(h);
@@ -48,22 +54,21 @@ at::Tensor ResnetBlock2D::forward(const at::Tensor& x_in, const at::Tensor& temb
   }
   h = conv1_.forward(h);
   if (spatial_norm2_) {
-    h = spatial_norm2_->forward(h, temb);
+    h = apply_activation(config_.act, spatial_norm2_->forward(h, temb));
   } else {
-    at::Tensor t;
-    if (time_emb_proj_ && temb.defined()) {
-      t = time_emb_proj_->forward(apply_activation(config_.act, temb)).unsqueeze(-1).unsqueeze(-1);
-    }
+    at::Tensor t;  // [B, C] (or [B, 2C] for scale_shift)
+    if (time_emb_proj_ && temb.defined()) t = time_emb_proj_->forward(apply_activation(config_.act, temb));
     if (config_.time_embedding_norm == TimeEmbeddingNorm::kScaleShift) {
       if (!t.defined()) throw ValueError(" `temb` should not be None when `time_embedding_norm` is scale_shift");
-      const std::vector<at::Tensor> parts = t.chunk(2, 1);  // time_scale, time_shift
-      h = norm2_.forward(h) * (1 + parts[0]) + parts[1];
+      const std::vector<at::Tensor> parts = t.unsqueeze(-1).unsqueeze(-1).chunk(2, 1);  // time_scale, time_shift
+      h = apply_activation(config_.act, norm2_.forward(h) * (1 + parts[0]) + parts[1]);
+    } else if (silu) {
+      h = norm2_.forward(h, t, true);  // the temb add, norm2 and the activation in one pass
     } else {
-      if (t.defined()) h = h + t;
-      h = norm2_.forward(h);
+      h = apply_activation(config_.act, norm2_.forward(h, t, false));
     }
   }
-  h = conv2_.forward(apply_activation(config_.act, h));
+  h = conv2_.forward(h);
   const at::Tensor shortcut = conv_shortcut_ ? conv_shortcut_->forward(x) : x;
   at::Tensor out = shortcut + h;
   if (config_.output_scale_factor != 1.0) out = out / config_.output_scale_factor;

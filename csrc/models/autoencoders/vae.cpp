@@ -78,7 +78,9 @@ at::Tensor Encoder::forward(const at::Tensor& x) const {
   at::Tensor h = conv_in_.forward(x);
   for (const DownBlock2D& block : down_blocks_) h = block.forward(h, at::Tensor(), at::Tensor(), nullptr);
   h = mid_block_.forward(h, at::Tensor(), at::Tensor());
-  return conv_out_.forward(apply_activation(act_, conv_norm_out_.forward(h)));
+  h = act_ == Activation::Silu ? conv_norm_out_.forward(h, at::Tensor(), true)
+                               : apply_activation(act_, conv_norm_out_.forward(h));
+  return conv_out_.forward(h);
 }
 
 void Encoder::apply(const ParameterFn& fn) {
@@ -126,8 +128,13 @@ at::Tensor Decoder::forward(const at::Tensor& z, const at::Tensor& zq) const {
   at::Tensor h = conv_in_.forward(z);
   h = mid_block_.forward(h, temb, at::Tensor());
   for (const UpBlock2D& block : up_blocks_) h = block.forward(h, temb, at::Tensor(), nullptr, {});
-  h = spatial_norm_out_ ? spatial_norm_out_->forward(h, zq) : conv_norm_out_.forward(h);
-  return conv_out_.forward(apply_activation(act_, h));
+  if (spatial_norm_out_) {
+    h = apply_activation(act_, spatial_norm_out_->forward(h, zq));
+  } else {
+    h = act_ == Activation::Silu ? conv_norm_out_.forward(h, at::Tensor(), true)
+                                 : apply_activation(act_, conv_norm_out_.forward(h));
+  }
+  return conv_out_.forward(h);
 }
 
 void Decoder::apply(const ParameterFn& fn) {

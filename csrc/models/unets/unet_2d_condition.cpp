@@ -277,9 +277,6 @@ at::Tensor UNet2DConditionModel::time_embedding_for(const at::Tensor& timestep, 
   // the projection runs in fp32 and is cast to the sample dtype before the MLP.
   at::Tensor t = timestep.to(device());
   if (t.dim() == 0) t = t.unsqueeze(0);
-  if (t.dim() != 1 || (t.size(0) != batch && t.size(0) != 1)) {
-    throw ValueError("timestep must be a scalar or have shape [" + std::to_string(batch) + "]");
-  }
   t = t.expand({batch});
   const at::Tensor t_emb = get_timestep_embedding(t, config_.block_out_channels[0],
                                                   config_.flip_sin_to_cos, config_.freq_shift)
@@ -315,9 +312,9 @@ at::Tensor UNet2DConditionModel::addition_embedding_for(const UNetAddedCondition
   return add_embedding_->forward(add_embeds.to(dtype()));                         // [B, time_embed_dim]
 }
 
-at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::Tensor& timestep,
-                                         const at::Tensor& encoder_hidden_states,
-                                         const UNetAddedConditions& added) const {
+void UNet2DConditionModel::check_inputs(const at::Tensor& sample_in, const at::Tensor& timestep,
+                                        const at::Tensor& encoder_hidden_states,
+                                        const UNetAddedConditions& added) const {
   if (sample_in.dim() != 4 || sample_in.size(1) != config_.in_channels) {
     throw ValueError("sample must have shape [batch, " + std::to_string(config_.in_channels) +
                      ", height, width], got " + c10::str(sample_in.sizes()));
@@ -343,17 +340,47 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
                      std::to_string(config_.cross_attention_dim[0]) + "], got " +
                      (encoder_hidden_states.defined() ? c10::str(encoder_hidden_states.sizes()) : std::string("None")));
   }
+  if (!timestep.defined() || timestep.dim() > 1 || (timestep.dim() == 1 && timestep.size(0) != batch && timestep.size(0) != 1)) {
+    throw ValueError("timestep must be a scalar or have shape [" + std::to_string(batch) + "]");
+  }
+}
+
+at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Tensor& timestep,
+                                         const at::Tensor& encoder_hidden_states,
+                                         const UNetAddedConditions& added) const {
+  check_inputs(sample, timestep, encoder_hidden_states, added);
   c10::NoGradGuard no_grad;
-  at::Tensor sample = sample_in.to(device(), dtype());
+  // Everything moves to the model's device and dtype outside the graph; inside is device work only.
+  const auto on_device = [&](const at::Tensor& t, bool cast) {
+    if (!t.defined()) return t;
+    return cast ? t.to(device(), dtype()) : t.to(device());
+  };
+  // timestep and the SDXL conditions keep their dtype: diffusers embeds them in float32.
+  const std::vector<at::Tensor> inputs{on_device(sample, true), on_device(timestep, false),
+                                       encoder_hid_proj_ ? at::Tensor() : on_device(encoder_hidden_states, true),
+                                       on_device(added.text_embeds, false), on_device(added.time_ids, false),
+                                       on_device(added.image_embeds, true)};
+  return graphs_->run(inputs, [this](const std::vector<at::Tensor>& in) {
+    c10::NoGradGuard no_grad_in_capture;
+    return forward_on_device(in[0], in[1], in[2], UNetAddedConditions{in[3], in[4], in[5]});
+  });
+}
+
+at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, const at::Tensor& timestep,
+                                                   const at::Tensor& encoder_hidden_states,
+                                                   const UNetAddedConditions& added) const {
+  const int64_t batch = sample_in.size(0);
+  const bool needs_image_embeds = encoder_hid_proj_ || image_add_embedding_;
+  at::Tensor sample = sample_in;
   if (config_.center_input_sample) sample = 2 * sample - 1.0;
   at::Tensor temb = time_embedding_for(timestep, batch, dtype());
   if (add_embedding_) temb = temb + addition_embedding_for(added, batch);
-  const at::Tensor image_embeds = needs_image_embeds ? added.image_embeds.to(device(), dtype()) : at::Tensor();
+  const at::Tensor image_embeds = needs_image_embeds ? added.image_embeds : at::Tensor();
   // Ref: diffusers get_aug_embed, addition_embed_type == "image" (Kandinsky 2.2).
   if (image_add_embedding_) temb = temb + image_add_embedding_->forward(image_embeds);
   // Ref: diffusers process_encoder_hidden_states, "image_proj": the image tokens replace the text.
   const at::Tensor context =
-      encoder_hid_proj_ ? encoder_hid_proj_->forward(image_embeds) : encoder_hidden_states.to(device(), dtype());
+      encoder_hid_proj_ ? encoder_hid_proj_->forward(image_embeds) : encoder_hidden_states;
 
   at::Tensor h = conv_in_.forward(sample);
   std::vector<at::Tensor> skips{h};
@@ -371,11 +398,26 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample_in, const at::
     }
     h = block.forward(h, temb, context, &skips, upsample_size);
   }
-  h = conv_out_.forward(apply_activation(config_.act_fn, conv_norm_out_.forward(h)));
+  h = config_.act_fn == Activation::Silu ? conv_norm_out_.forward(h, at::Tensor(), true)
+                                         : apply_activation(config_.act_fn, conv_norm_out_.forward(h));
+  h = conv_out_.forward(h);
   return h;
 }
 
 void UNet2DConditionModel::apply(const ParameterFn& fn) {
+  visit_parameters(fn);
+  // Captured graphs read the weights by address: they stay valid only while every weight is where
+  // it was (a read-only visit, or model offload handing the caching allocator's blocks back).
+  std::size_t fingerprint = 0;
+  visit_parameters([&](const at::Tensor& t) {
+    fingerprint = fingerprint * 1000003u ^ reinterpret_cast<std::uintptr_t>(t.data_ptr()) ^ t.numel();
+    return t;
+  });
+  if (fingerprint != weights_fingerprint_) graphs_ = std::make_shared<CudaGraphCache>();
+  weights_fingerprint_ = fingerprint;
+}
+
+void UNet2DConditionModel::visit_parameters(const ParameterFn& fn) {
   conv_in_.apply(fn);
   time_embedding_.apply(fn);
   if (add_embedding_) add_embedding_->apply(fn);

@@ -7,10 +7,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/cuda_graph.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
 #include "models/embeddings.h"
@@ -94,6 +96,12 @@ class UNet2DConditionModel {
   void apply(const ParameterFn& fn);
 
  private:
+  // Checks every input against the config before any work (and before any CUDA graph capture).
+  void check_inputs(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoder_hidden_states,
+                    const UNetAddedConditions& added) const;
+  // The forward proper, on inputs already on the model's device: the unit a CUDA graph captures.
+  at::Tensor forward_on_device(const at::Tensor& sample, const at::Tensor& timestep,
+                               const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added) const;
   at::Tensor time_embedding_for(const at::Tensor& timestep, int64_t batch, at::ScalarType dtype) const;
   at::Tensor addition_embedding_for(const UNetAddedConditions& added, int64_t batch) const;
 
@@ -108,6 +116,11 @@ class UNet2DConditionModel {
   std::vector<UpBlock2D> up_blocks_;
   GroupNorm conv_norm_out_;
   Conv2d conv_out_;
+  void visit_parameters(const ParameterFn& fn);
+
+  // Captured graphs hold the weights' addresses: apply() starts a new cache when they move.
+  std::shared_ptr<CudaGraphCache> graphs_ = std::make_shared<CudaGraphCache>();
+  std::size_t weights_fingerprint_ = 0;
 };
 
 }  // namespace nd

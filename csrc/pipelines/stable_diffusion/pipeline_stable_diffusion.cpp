@@ -27,6 +27,7 @@ at::Tensor StableDiffusionPipeline::encode_text(const std::vector<std::string>& 
   if (!tokenizer_ || !text_encoder_) {
     throw ValueError("a prompt needs the pipeline's tokenizer and text_encoder; pass prompt_embeds instead");
   }
+  use_component("text_encoder");
   const at::Tensor ids = tokenize_padded(*tokenizer_, texts, max_length).to(text_encoder_->device());
   if (!clip_skip) return text_encoder_->forward(ids, std::nullopt, false).last_hidden_state;
   // Ref: diffusers encode_prompt: hidden_states[-(clip_skip + 1)], then the final LayerNorm.
@@ -80,6 +81,7 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
   const at::Tensor& timesteps = window.timesteps;
   const int64_t order = scheduler_->order();
   const int64_t num_warmup_steps = timesteps.size(0) - window.num_inference_steps * order;
+  use_component("unet");
   {
     ProgressBar progress(window.num_inference_steps, r.progress_bar);
     for (int64_t i = 0; i < timesteps.size(0); ++i) {
@@ -94,9 +96,23 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
       if (progress_bar_advances(i, timesteps.size(0), num_warmup_steps, order)) progress.update();
     }
   }
-  if (r.output_latents) return tensors["latents"];
+  if (r.output_latents) {
+    free_components();
+    return tensors["latents"];
+  }
   // Decode: latents / scaling_factor through the VAE (no upcast in the SD 1.x/2.x pipelines).
-  return decode_latents(*vae_, tensors["latents"], /*force_upcast=*/false);
+  use_component("vae");
+  at::Tensor image = decode_latents(*vae_, tensors["latents"], /*force_upcast=*/false);
+  free_components();
+  return image;
+}
+
+std::vector<ModelCpuOffload::Component> StableDiffusionPipeline::offload_components() const {
+  std::vector<ModelCpuOffload::Component> components;
+  add_offload_component(components, "text_encoder", text_encoder_);
+  add_offload_component(components, "unet", unet_);
+  add_offload_component(components, "vae", vae_);
+  return components;
 }
 
 at::Tensor StableDiffusionPipeline::run(const StableDiffusionRequest& r) {

@@ -16,6 +16,7 @@
 #include "models/autoencoders/autoencoder_kl.h"
 #include "models/clip/modeling_clip.h"
 #include "models/unets/unet_2d_condition.h"
+#include "offload/model_offload.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
@@ -43,7 +44,7 @@ struct StableDiffusionRequest {
   StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, negative_prompt_embeds
 };
 
-class StableDiffusionPipeline {
+class StableDiffusionPipeline : public ModelOffloadSupport {
  public:
   StableDiffusionPipeline(std::shared_ptr<CLIPTokenizer> tokenizer, std::shared_ptr<CLIPTextModel> text_encoder,
                           std::shared_ptr<UNet2DConditionModel> unet, std::shared_ptr<AutoencoderKL> vae,
@@ -60,11 +61,13 @@ class StableDiffusionPipeline {
 
   void set_scheduler(std::shared_ptr<Scheduler> scheduler) { scheduler_ = std::move(scheduler); }
   const std::shared_ptr<Scheduler>& scheduler() const { return scheduler_; }
+  // Ref: diffusers model_cpu_offload_seq = "text_encoder->unet->vae".
+  std::vector<ModelCpuOffload::Component> offload_components() const;
 
  protected:
   // The loop both pipelines run over `window`, then the decode (or the latents).
   at::Tensor denoise(const StableDiffusionRequest& r, StepTensors tensors, const TimestepWindow& window);
-  c10::Device execution_device() const { return unet_->device(); }
+  c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   std::shared_ptr<CLIPTokenizer> tokenizer_;
   std::shared_ptr<CLIPTextModel> text_encoder_;

@@ -13,6 +13,7 @@ at::Tensor StableDiffusionImg2ImgPipeline::prepare_latents(const at::Tensor& ima
                                                            const std::vector<at::Generator>& generators) {
   // Ref: diffusers StableDiffusionImg2ImgPipeline.prepare_latents (no VAE upcast in SD 1.x).
   const c10::Device device = execution_device();
+  use_component("vae");
   const at::Tensor init_latents =
       encode_image_latents(*vae_, image, batch_size, dtype, device, generators, /*force_upcast=*/false);
   const at::Tensor noise = randn_tensor(init_latents.sizes(), generators, device, dtype);

@@ -51,6 +51,7 @@ std::pair<at::Tensor, at::Tensor> StableDiffusionXLPipeline::encode_with_all_enc
   std::vector<at::Tensor> hidden;
   for (std::size_t i = 0; i < encoders.size() && i < texts.size(); ++i) {
     const auto [tokenizer, encoder] = encoders[i];
+    use_component(encoder == text_encoder_.get() ? "text_encoder" : "text_encoder_2");
     const int64_t length = max_length.value_or(tokenizer->model_max_length().value_or(77));
     const at::Tensor input_ids = tokenize_padded(*tokenizer, texts[i], length).to(encoder->device());
     const CLIPTextOutput out = encoder->forward(input_ids, std::nullopt, true);
@@ -161,6 +162,7 @@ at::Tensor StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r,
   step_options.generators = r.generators;
   const int64_t order = scheduler_->order();
   const int64_t count = window.timesteps.size(0);
+  use_component("unet");
   {
     ProgressBar progress(window.num_inference_steps, r.progress_bar);
     for (int64_t i = 0; i < count; ++i) {
@@ -177,8 +179,23 @@ at::Tensor StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r,
       if (progress_bar_advances(i, count, num_warmup_steps, order)) progress.update();
     }
   }
-  if (r.output_latents) return tensors["latents"];
-  return decode_latents(*vae_, tensors["latents"], /*force_upcast=*/true);
+  if (r.output_latents) {
+    free_components();
+    return tensors["latents"];
+  }
+  use_component("vae");
+  at::Tensor image = decode_latents(*vae_, tensors["latents"], /*force_upcast=*/true);
+  free_components();
+  return image;
+}
+
+std::vector<ModelCpuOffload::Component> StableDiffusionXLPipeline::offload_components() const {
+  std::vector<ModelCpuOffload::Component> components;
+  add_offload_component(components, "text_encoder", text_encoder_);
+  add_offload_component(components, "text_encoder_2", text_encoder_2_);
+  add_offload_component(components, "unet", unet_);
+  add_offload_component(components, "vae", vae_);
+  return components;
 }
 
 at::Tensor StableDiffusionXLPipeline::run(const StableDiffusionXLRequest& r) {

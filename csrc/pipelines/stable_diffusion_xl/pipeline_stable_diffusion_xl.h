@@ -16,6 +16,7 @@
 #include "models/autoencoders/autoencoder_kl.h"
 #include "models/clip/modeling_clip.h"
 #include "models/unets/unet_2d_condition.h"
+#include "offload/model_offload.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
@@ -68,7 +69,7 @@ struct SDXLPromptEmbeds {
   at::Tensor pooled_prompt_embeds, negative_pooled_prompt_embeds;
 };
 
-class StableDiffusionXLPipeline {
+class StableDiffusionXLPipeline : public ModelOffloadSupport {
  public:
   // tokenizer/text_encoder may be null (the refiner has only the second pair).
   StableDiffusionXLPipeline(std::shared_ptr<CLIPTokenizer> tokenizer, std::shared_ptr<CLIPTextModel> text_encoder,
@@ -86,6 +87,8 @@ class StableDiffusionXLPipeline {
 
   void set_scheduler(std::shared_ptr<Scheduler> scheduler) { scheduler_ = std::move(scheduler); }
   int64_t vae_scale_factor() const { return vae_->config().scale_factor(); }
+  // Ref: diffusers model_cpu_offload_seq = "text_encoder->text_encoder_2->unet->vae".
+  std::vector<ModelCpuOffload::Component> offload_components() const;
 
  protected:
   struct Conditioning {
@@ -102,7 +105,7 @@ class StableDiffusionXLPipeline {
   // (latents, prompt_embeds, add_text_embeds, add_time_ids).
   at::Tensor denoise(const StableDiffusionXLRequest& r, at::Tensor latents, Conditioning cond,
                      const TimestepWindow& window, int64_t num_warmup_steps);
-  c10::Device execution_device() const { return unet_->device(); }
+  c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   std::shared_ptr<CLIPTokenizer> tokenizer_, tokenizer_2_;
   std::shared_ptr<CLIPTextModel> text_encoder_, text_encoder_2_;

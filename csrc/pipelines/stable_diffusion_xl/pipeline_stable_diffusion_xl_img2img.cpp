@@ -81,6 +81,7 @@ at::Tensor StableDiffusionXLImg2ImgPipeline::run(const StableDiffusionXLRequest&
   // 6. Prepare latent variables
   at::Tensor latents = r.latents;
   if (!latents.defined()) {
+    use_component("vae");
     latents = encode_image_latents(*vae_, r.image, batch, dtype, device, r.generators, /*force_upcast=*/true);
     if (r.add_noise) {
       const at::Tensor noise = randn_tensor(latents.sizes(), r.generators, device, dtype);

@@ -282,9 +282,33 @@ class DiffusionPipeline:
         return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
 
     def to(self, *args, **kwargs):
+        if self.__dict__.get("_offload_device") is not None:
+            device = torch._C._nn._parse_to(*args, **kwargs)[0]
+            if device is not None and device.type == "cuda":
+                # Ref: diffusers DiffusionPipeline.to warns the same way, then moves the modules.
+                warnings.warn(
+                    "It seems like you have activated model offloading by calling `enable_model_cpu_offload`, but are "
+                    "now manually moving the pipeline to GPU. It is strongly recommended against doing so as memory "
+                    "gains from offloading are likely to be lost. Offloading automatically takes care of moving the "
+                    "individual components to GPU when needed.",
+                    stacklevel=2,
+                )
+            self.remove_all_hooks()
         for module in self._modules().values():
             module.to(*args, **kwargs)
         return self
+
+    def _adopt_engine(self, engine):
+        # A rebuilt engine (a component was replaced) keeps the pipeline's offload setting.
+        object.__setattr__(self, "_engine", engine)
+        offload_device = self.__dict__.get("_offload_device")
+        if offload_device is not None and hasattr(engine, "enable_model_cpu_offload"):
+            engine.enable_model_cpu_offload(offload_device)
+
+    @property
+    def _execution_device(self) -> torch.device:
+        offload_device = self.__dict__.get("_offload_device")
+        return offload_device if offload_device is not None else self.device
 
     @property
     def device(self) -> torch.device:
@@ -299,30 +323,48 @@ class DiffusionPipeline:
         return torch.float32
 
     # -- memory and attention options the guide calls ---------------------------------------
+    @staticmethod
+    def _offload_target(gpu_id: Optional[int], device: Union[torch.device, str]) -> torch.device:
+        # Ref: diffusers enable_model_cpu_offload: gpu_id, else the device's index, else 0.
+        torch_device = torch.device(device)
+        index = gpu_id if gpu_id is not None else (torch_device.index if torch_device.index is not None else 0)
+        return torch.device(torch_device.type, index)
+
     def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda"):
-        """Without a CUDA device, warns once and leaves the pipeline on the CPU so the guide's
-        snippets run unchanged (diffusers raises there). With one, the pipeline runs on the GPU;
-        moving each model back to the host between uses is not implemented yet."""
+        """Each model lives in pinned host memory and comes to the GPU only while the engine runs it,
+        in the order of ``model_cpu_offload_seq``; the call ends with every model back on the host.
+        Without a CUDA device, warns once and leaves the pipeline on the CPU, so the guide's snippets
+        run unchanged (diffusers raises there). Calling it again re-installs the same offload."""
         if not torch.cuda.is_available():
             _warn_once("enable_model_cpu_offload(): no CUDA device, so the pipeline stays on the CPU.")
             return
-        _warn_once("enable_model_cpu_offload(): per-model offloading is not implemented yet; the whole pipeline "
-                   "moves to the GPU instead.")
-        self.to(torch.device(device).type if gpu_id is None else f"cuda:{gpu_id}")
+        target = self._offload_target(gpu_id, device)
+        engine = self._engine_pipeline() if hasattr(self, "_engine_pipeline") else None
+        if engine is None or not hasattr(engine, "enable_model_cpu_offload"):
+            _warn_once(f"enable_model_cpu_offload(): {type(self).__name__} has no per-model offloading yet; the whole "
+                       f"pipeline moves to {target} instead.")
+            self.to(target)
+            return
+        object.__setattr__(self, "_offload_device", target)
+        engine.enable_model_cpu_offload(target)
 
     def enable_sequential_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda"):
         if not torch.cuda.is_available():
             _warn_once("enable_sequential_cpu_offload(): no CUDA device, so the pipeline stays on the CPU.")
             return
-        _warn_once("enable_sequential_cpu_offload(): block streaming is not implemented yet; the whole pipeline "
-                   "moves to the GPU instead.")
-        self.to(torch.device(device).type if gpu_id is None else f"cuda:{gpu_id}")
+        _warn_once("enable_sequential_cpu_offload(): block-by-block streaming is not implemented yet; model "
+                   "offloading (one whole model on the GPU at a time) is used instead.")
+        self.enable_model_cpu_offload(gpu_id, device)
 
     def remove_all_hooks(self):
-        """No offload hooks are installed by this implementation yet, so there is nothing to remove."""
+        """Ends model offloading: every model stays where it is now (on the host), as diffusers leaves it."""
+        engine = self.__dict__.get("_engine")
+        if engine is not None and hasattr(engine, "remove_model_cpu_offload"):
+            engine.remove_model_cpu_offload()
+        object.__setattr__(self, "_offload_device", None)
 
     def maybe_free_model_hooks(self):
-        """No offload hooks are installed by this implementation yet, so there is nothing to free."""
+        """Nothing to do: the engine sends every offloaded model back to the host at the end of each call."""
 
     def reset_device_map(self):
         self.hf_device_map = None

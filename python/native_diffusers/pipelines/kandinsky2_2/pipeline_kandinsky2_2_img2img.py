@@ -40,7 +40,7 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
         engine = self.__dict__.get("_engine")
         if engine is None:
             engine = _C.KandinskyV22Img2ImgPipeline(self.unet._engine, self.scheduler._engine, self.movq._engine)
-            object.__setattr__(self, "_engine", engine)
+            self._adopt_engine(engine)
         return engine
 
     @property

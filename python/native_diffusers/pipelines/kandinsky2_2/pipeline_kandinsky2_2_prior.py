@@ -41,7 +41,7 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
                 self.image_encoder._engine if self.image_encoder is not None else None,
                 self.text_encoder._engine, self.tokenizer._engine, self.scheduler._engine,
             )
-            object.__setattr__(self, "_engine", engine)
+            self._adopt_engine(engine)
         return engine
 
     @property

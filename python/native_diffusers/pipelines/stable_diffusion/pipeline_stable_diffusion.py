@@ -95,7 +95,7 @@ class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
                 self.text_encoder._engine if self.text_encoder is not None else None,
                 self.unet._engine, self.vae._engine, self.scheduler._engine,
             )
-            object.__setattr__(self, "_engine", engine)
+            self._adopt_engine(engine)
         return engine
 
     @property

@@ -224,7 +224,7 @@ class StableDiffusionXLPipeline(StableDiffusionXLMixin, DiffusionPipeline):
         engine = self.__dict__.get("_engine")
         if engine is None:
             engine = _C.StableDiffusionXLPipeline(*self._engine_components())
-            object.__setattr__(self, "_engine", engine)
+            self._adopt_engine(engine)
         return engine
 
     @torch.no_grad()

@@ -27,7 +27,7 @@ class StableDiffusionXLImg2ImgPipeline(StableDiffusionXLMixin, DiffusionPipeline
             engine = _C.StableDiffusionXLImg2ImgPipeline(
                 *self._engine_components(), bool(self.config.get("requires_aesthetics_score", False))
             )
-            object.__setattr__(self, "_engine", engine)
+            self._adopt_engine(engine)
         return engine
 
     @property

@@ -1,0 +1,41 @@
+// native_diffusers._C.ops: the fused ops as the engine runs them (CUDA kernel where it applies, the
+// ATen composition elsewhere), for the kernel parity tests and bench/bench_kernels.py; and the
+// process-wide switches for the kernels and CUDA graphs.
+#include <pybind11/pybind11.h>
+#include <torch/extension.h>
+
+#include "core/cuda_graph.h"
+#include "core/fused_ops.h"
+
+namespace py = pybind11;
+
+namespace nd::bindings {
+
+void bind_kernels(py::module_& m) {
+  m.def("cuda_graphs_enabled", &cuda_graphs_enabled);
+  m.def("set_cuda_graphs_enabled", &set_cuda_graphs_enabled, py::arg("enabled"));
+  m.def("fused_kernels_available", &fused_kernels_available);
+  m.def("fused_kernels_enabled", &fused_kernels_enabled);
+  m.def("set_fused_kernels_enabled", &set_fused_kernels_enabled, py::arg("enabled"));
+
+  py::module_ ops = m.def_submodule("ops", "The engine's fused ops, each on any device and dtype");
+  const auto release_gil = py::call_guard<py::gil_scoped_release>();
+  ops.def("attention", &attention, py::arg("query"), py::arg("key"), py::arg("value"), release_gil);
+  ops.def(
+      "group_norm",
+      [](const at::Tensor& x, int64_t num_groups, const std::optional<at::Tensor>& weight,
+         const std::optional<at::Tensor>& bias, double eps, const std::optional<at::Tensor>& add, bool apply_silu) {
+        return group_norm(x, num_groups, weight.value_or(at::Tensor()), bias.value_or(at::Tensor()), eps,
+                          add.value_or(at::Tensor()), apply_silu);
+      },
+      py::arg("input"), py::arg("num_groups"), py::arg("weight") = py::none(), py::arg("bias") = py::none(),
+      py::arg("eps") = 1e-5, py::arg("add") = py::none(), py::arg("apply_silu") = false, release_gil);
+  ops.def(
+      "layer_norm",
+      [](const at::Tensor& x, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+         double eps) { return layer_norm(x, weight.value_or(at::Tensor()), bias.value_or(at::Tensor()), eps); },
+      py::arg("input"), py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("eps") = 1e-5, release_gil);
+  ops.def("geglu", &geglu, py::arg("input"), release_gil);
+}
+
+}  // namespace nd::bindings

@@ -1,0 +1,76 @@
+// ModelCpuOffload's bookkeeping on the CPU (the execution device here is the host too, so the
+// moves are copies between host tensors): which component is resident after each step, and that
+// sending a component home restores its own host weights rather than copies of them.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "offload/model_offload.h"
+
+namespace nd {
+namespace {
+
+struct TwoTensorModel {
+  at::Tensor weight = at::randn({4, 3});
+  at::Tensor bias = at::randn({4});
+  void apply(const ParameterFn& fn) {
+    weight = fn(weight);
+    bias = fn(bias);
+  }
+};
+
+struct Fixture {
+  std::shared_ptr<TwoTensorModel> text_encoder = std::make_shared<TwoTensorModel>();
+  std::shared_ptr<TwoTensorModel> unet = std::make_shared<TwoTensorModel>();
+  std::shared_ptr<TwoTensorModel> vae = std::make_shared<TwoTensorModel>();
+  std::shared_ptr<TwoTensorModel> absent;
+
+  std::vector<ModelCpuOffload::Component> components() const {
+    std::vector<ModelCpuOffload::Component> out;
+    add_offload_component(out, "text_encoder", text_encoder);
+    add_offload_component(out, "text_encoder_2", absent);
+    add_offload_component(out, "unet", unet);
+    add_offload_component(out, "vae", vae);
+    return out;
+  }
+};
+
+TEST(ModelCpuOffload, AbsentComponentsAreSkipped) {
+  Fixture f;
+  EXPECT_EQ(f.components().size(), 3u);
+}
+
+TEST(ModelCpuOffload, OnlyTheActivatedComponentIsResident) {
+  Fixture f;
+  ModelCpuOffload offload(f.components(), c10::Device(c10::kCPU));
+  EXPECT_TRUE(offload.resident().empty());
+  offload.activate("text_encoder");
+  EXPECT_EQ(offload.resident(), std::vector<std::string>{"text_encoder"});
+  offload.activate("unet");
+  EXPECT_EQ(offload.resident(), std::vector<std::string>{"unet"});
+  offload.activate("text_encoder_2");  // absent from this pipeline: everything goes home
+  EXPECT_TRUE(offload.resident().empty());
+  offload.activate("vae");
+  offload.activate("vae");
+  EXPECT_EQ(offload.resident(), std::vector<std::string>{"vae"});
+  offload.offload_all();
+  EXPECT_TRUE(offload.resident().empty());
+}
+
+TEST(ModelCpuOffload, SendingHomeRestoresTheHostWeightsThemselves) {
+  Fixture f;
+  const at::Tensor original = f.unet->weight.clone();
+  ModelCpuOffload offload(f.components(), c10::Device(c10::kCPU));
+  const void* host = f.unet->weight.data_ptr();
+  offload.activate("unet");  // on a CUDA device this is a copy; on the host, the same tensor
+  EXPECT_TRUE(at::equal(f.unet->weight, original));
+  offload.activate("vae");
+  EXPECT_EQ(f.unet->weight.data_ptr(), host);  // no copy back: the host weights never changed
+  EXPECT_TRUE(at::equal(f.unet->weight, original));
+}
+
+}  // namespace
+}  // namespace nd
