@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 #include <torch/extension.h>
 
+#include "offload/sequential_offload.h"
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_img2img.h"
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
@@ -14,27 +15,34 @@ namespace py = pybind11;
 namespace nd::bindings {
 namespace {
 
-// diffusers' enable_model_cpu_offload / remove_all_hooks on a pipeline class with
-// offload_components(); `offloaded_components` lists those on the execution device now.
+// diffusers' enable_model_cpu_offload / enable_sequential_cpu_offload / remove_all_hooks on a
+// pipeline class with offload_components(); `offloaded_components` lists the components whose
+// weights are on the execution device now.
 template <typename Class>
 Class& def_model_cpu_offload(Class& cls) {
   using Pipeline = typename Class::type;
+  const auto replace_offload = [](Pipeline& p, std::shared_ptr<PipelineOffload> offload) {
+    if (p.offload()) p.offload()->offload_all();
+    p.set_offload(std::move(offload));
+  };
   cls.def(
          "enable_model_cpu_offload",
-         [](Pipeline& p, const c10::Device& device) {
-           if (p.model_cpu_offload()) p.model_cpu_offload()->offload_all();
-           p.set_model_cpu_offload(std::make_shared<ModelCpuOffload>(p.offload_components(), device));
+         [replace_offload](Pipeline& p, const c10::Device& device) {
+           replace_offload(p, nullptr);  // back home first, so the new offload finds host weights
+           replace_offload(p, std::make_shared<ModelCpuOffload>(p.offload_components(), device));
          },
          py::arg("device"), py::call_guard<py::gil_scoped_release>())
       .def(
-          "remove_model_cpu_offload",
-          [](Pipeline& p) {
-            if (p.model_cpu_offload()) p.model_cpu_offload()->offload_all();
-            p.set_model_cpu_offload(nullptr);
+          "enable_sequential_cpu_offload",
+          [replace_offload](Pipeline& p, const c10::Device& device) {
+            replace_offload(p, nullptr);
+            replace_offload(p, std::make_shared<SequentialCpuOffload>(p.offload_components(), device));
           },
-          py::call_guard<py::gil_scoped_release>())
+          py::arg("device"), py::call_guard<py::gil_scoped_release>())
+      .def("remove_model_cpu_offload", [replace_offload](Pipeline& p) { replace_offload(p, nullptr); },
+           py::call_guard<py::gil_scoped_release>())
       .def("offloaded_components", [](const Pipeline& p) {
-        return p.model_cpu_offload() ? p.model_cpu_offload()->resident() : std::vector<std::string>{};
+        return p.offload() ? p.offload()->resident() : std::vector<std::string>{};
       });
   return cls;
 }
@@ -102,7 +110,9 @@ void bind_stable_diffusion_xl(py::module_& m) {
 }
 
 void bind_kandinsky(py::module_& m) {
-  py::class_<KandinskyV22Img2ImgPipeline, std::shared_ptr<KandinskyV22Img2ImgPipeline>>(m, "KandinskyV22Img2ImgPipeline")
+  py::class_<KandinskyV22Img2ImgPipeline, std::shared_ptr<KandinskyV22Img2ImgPipeline>> decoder(
+      m, "KandinskyV22Img2ImgPipeline");
+  def_model_cpu_offload(decoder)
       .def(py::init<std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<Scheduler>, std::shared_ptr<VQModel>>(),
            py::arg("unet"), py::arg("scheduler"), py::arg("movq"))
       .def(
@@ -134,7 +144,9 @@ void bind_kandinsky(py::module_& m) {
 }
 
 void bind_kandinsky_prior(py::module_& m) {
-  py::class_<KandinskyV22PriorPipeline, std::shared_ptr<KandinskyV22PriorPipeline>>(m, "KandinskyV22PriorPipeline")
+  py::class_<KandinskyV22PriorPipeline, std::shared_ptr<KandinskyV22PriorPipeline>> prior(
+      m, "KandinskyV22PriorPipeline");
+  def_model_cpu_offload(prior)
       .def(py::init<std::shared_ptr<PriorTransformer>, std::shared_ptr<CLIPVisionModelWithProjection>,
                     std::shared_ptr<CLIPTextModel>, std::shared_ptr<CLIPTokenizer>, std::shared_ptr<Scheduler>>(),
            py::arg("prior"), py::arg("image_encoder"), py::arg("text_encoder"), py::arg("tokenizer"),

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/fused_ops.h"
+#include "offload/streaming.h"
 
 namespace nd {
 
@@ -45,6 +46,7 @@ BasicTransformerBlock BasicTransformerBlock::load(const WeightLoader& w,
 }
 
 at::Tensor BasicTransformerBlock::forward(const at::Tensor& x, const at::Tensor& context) const {
+  stream_in(this);
   // Ref: diffusers attention.py, BasicTransformerBlock.forward with norm_type="layer_norm".
   at::Tensor h = x + attn1_.forward(norm1_.forward(x),
                                     config_.only_cross_attention ? context : at::Tensor());

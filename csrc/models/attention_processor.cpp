@@ -4,6 +4,7 @@
 
 #include "core/errors.h"
 #include "core/fused_ops.h"
+#include "offload/streaming.h"
 
 namespace nd {
 
@@ -60,6 +61,7 @@ Attention Attention::load(const WeightLoader& w, const AttentionConfig& c) {
 }
 
 at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& context, const at::Tensor& temb) const {
+  stream_in(this);
   if (add_k_proj_) return forward_added_kv(hidden, context);
   // Ref: diffusers AttnProcessor2_0.__call__.
   const bool spatial = hidden.dim() == 4;

@@ -16,6 +16,17 @@ namespace nd {
 // memory accounting are built on it.
 using ParameterFn = std::function<at::Tensor(const at::Tensor&)>;
 
+// A module's parameter visitor, type-erased.
+using ApplyFn = std::function<void(const ParameterFn&)>;
+// Reports each streamable block of a model (sequential offloading moves them one at a time): the
+// block's address, which its forward passes to stream_in on entry, and its parameter visitor.
+using UnitVisitor = std::function<void(const void* unit, ApplyFn apply)>;
+
+template <typename Module>
+void visit_unit(const UnitVisitor& visit, Module& module) {
+  visit(&module, [&module](const ParameterFn& fn) { module.apply(fn); });
+}
+
 // The ParameterFn behind every model's .to(): moves to `device`, casts floating tensors to `dtype`.
 ParameterFn move_and_cast(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
 

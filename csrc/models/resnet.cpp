@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
+#include "offload/streaming.h"
 
 namespace nd {
 
@@ -34,6 +35,7 @@ ResnetBlock2D ResnetBlock2D::load(const WeightLoader& w, const ResnetBlock2DConf
 }
 
 at::Tensor ResnetBlock2D::forward(const at::Tensor& x_in, const at::Tensor& temb) const {
+  stream_in(this);
   // Ref: diffusers resnet.py, ResnetBlock2D.forward and ResnetBlockCondNorm2D.forward.
   at::Tensor x = x_in;
   // SiLU (every config diffusers ships) fuses into the GroupNorm pass on the GPU.
@@ -113,6 +115,7 @@ Downsample2D Downsample2D::load(const WeightLoader& w, int64_t channels, int64_t
 }
 
 at::Tensor Downsample2D::forward(const at::Tensor& x) const {
+  stream_in(this);
   // Ref: diffusers downsampling.py: with padding 0 the input is padded (0, 1, 0, 1) first.
   if (padding_ == 0) return conv_.forward(at::constant_pad_nd(x, {0, 1, 0, 1}, 0));
   return conv_.forward(x);
@@ -125,6 +128,7 @@ Upsample2D Upsample2D::load(const WeightLoader& w, int64_t channels, int64_t out
 }
 
 at::Tensor Upsample2D::forward(const at::Tensor& x, at::IntArrayRef output_size) const {
+  stream_in(this);
   return conv_.forward(upsample_nearest(x, output_size));
 }
 

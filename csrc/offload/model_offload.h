@@ -19,53 +19,86 @@
 
 namespace nd {
 
-class ModelCpuOffload {
- public:
-  struct Component {
-    std::string name;                              // diffusers' component name ("unet", "vae", ...)
-    std::function<void(const ParameterFn&)> apply;  // the model's parameter visitor
-  };
+struct OffloadComponent {
+  std::string name;                                // diffusers' component name ("unet", "vae", ...)
+  ApplyFn apply;                                   // every parameter of the model
+  std::function<void(const UnitVisitor&)> units;  // null: the model moves as a whole
+};
 
+// What pipelines call, whichever offload is installed.
+class PipelineOffload {
+ public:
+  virtual ~PipelineOffload() = default;
+  virtual c10::Device execution_device() const = 0;
+  // The pipeline is about to run component `name`; unknown names (an absent optional component,
+  // such as the refiner's first text encoder) send everything home.
+  virtual void activate(const std::string& name) = 0;
+  // Every component on the host (diffusers' maybe_free_model_hooks, at the end of a call).
+  virtual void offload_all() = 0;
+  // Components with weights on the execution device now, in sequence order.
+  virtual std::vector<std::string> resident() const = 0;
+};
+
+// One host copy per parameter of a component, in visit order, and its move to and from a device.
+class HostWeights {
+ public:
+  HostWeights() = default;
+  // Moves the component's parameters to host memory (pinned if `pin`) and keeps them.
+  HostWeights(const ApplyFn& apply, bool pin);
+  // Points the component (or the subset `mask` selects, in visit order) at device copies.
+  void to_device(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask = nullptr) const;
+  // Points the component (or the masked subset) back at the host copies; the device copies are dropped.
+  void to_host(const ApplyFn& apply, const std::vector<bool>* mask = nullptr) const;
+  const std::vector<at::Tensor>& tensors() const { return host_; }
+
+ private:
+  std::vector<at::Tensor> host_;
+};
+
+class ModelCpuOffload : public PipelineOffload {
+ public:
+  using Component = OffloadComponent;
   // `components` in diffusers' model_cpu_offload_seq order; each moves to host memory now.
   ModelCpuOffload(std::vector<Component> components, c10::Device execution_device);
 
-  c10::Device execution_device() const { return device_; }
-
-  // Brings `name` to the execution device and sends every other component back to the host.
-  // Unknown names are ignored: a pipeline may lack an optional component (the refiner's first
-  // text encoder).
-  void activate(const std::string& name);
-  // Every component on the host (diffusers' maybe_free_model_hooks, at the end of a call).
-  void offload_all();
-  // Components now on the execution device, in sequence order.
-  std::vector<std::string> resident() const;
+  c10::Device execution_device() const override { return device_; }
+  void activate(const std::string& name) override;
+  void offload_all() override;
+  std::vector<std::string> resident() const override;
 
  private:
   struct Slot {
     Component component;
-    std::vector<at::Tensor> host;  // apply() visit order
+    HostWeights host;
     bool resident = false;
   };
-  void send_home(Slot& slot);
 
   std::vector<Slot> slots_;
   c10::Device device_;
   mutable std::mutex mutex_;
 };
 
-// The Component for a model with apply(); an absent (null) optional component yields none.
+// A component for a model with apply(); an absent (null) optional component yields none.
 template <typename Model>
-void add_offload_component(std::vector<ModelCpuOffload::Component>& out, std::string name,
-                           const std::shared_ptr<Model>& model) {
+void add_offload_component(std::vector<OffloadComponent>& out, std::string name, const std::shared_ptr<Model>& model) {
   if (!model) return;
-  out.push_back({std::move(name), [model](const ParameterFn& fn) { model->apply(fn); }});
+  out.push_back({std::move(name), [model](const ParameterFn& fn) { model->apply(fn); }, nullptr});
 }
 
-// What a pipeline with model offloading shares: the offload (or none) and the calls its steps make.
+// The same for a model whose blocks can stream one at a time (it has for_each_unit).
+template <typename Model>
+void add_streamed_component(std::vector<OffloadComponent>& out, std::string name,
+                            const std::shared_ptr<Model>& model) {
+  if (!model) return;
+  out.push_back({std::move(name), [model](const ParameterFn& fn) { model->apply(fn); },
+                 [model](const UnitVisitor& visit) { model->for_each_unit(visit); }});
+}
+
+// What a pipeline with offloading shares: the offload (or none) and the calls its steps make.
 class ModelOffloadSupport {
  public:
-  void set_model_cpu_offload(std::shared_ptr<ModelCpuOffload> offload) { offload_ = std::move(offload); }
-  const std::shared_ptr<ModelCpuOffload>& model_cpu_offload() const { return offload_; }
+  void set_offload(std::shared_ptr<PipelineOffload> offload) { offload_ = std::move(offload); }
+  const std::shared_ptr<PipelineOffload>& offload() const { return offload_; }
 
  protected:
   void use_component(const std::string& name) const {
@@ -75,7 +108,7 @@ class ModelOffloadSupport {
     if (offload_) offload_->offload_all();
   }
 
-  std::shared_ptr<ModelCpuOffload> offload_;
+  std::shared_ptr<PipelineOffload> offload_;
 };
 
 }  // namespace nd

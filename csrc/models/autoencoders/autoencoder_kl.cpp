@@ -126,4 +126,9 @@ void AutoencoderKL::to(std::optional<c10::Device> device, std::optional<at::Scal
 
 int64_t AutoencoderKL::num_parameters() const { return count_parameters(*this); }
 
+void AutoencoderKL::for_each_unit(const UnitVisitor& visit) {
+  encoder_.for_each_unit(visit);
+  decoder_.for_each_unit(visit);
+}
+
 }  // namespace nd

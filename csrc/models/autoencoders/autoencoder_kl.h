@@ -50,6 +50,8 @@ class AutoencoderKL {
   const AutoencoderKLConfig& config() const { return config_; }
   int64_t num_parameters() const;
   void apply(const ParameterFn& fn);
+  // Its streamable blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   at::Tensor decoder_probe();

@@ -182,4 +182,14 @@ std::pair<at::Tensor, at::Tensor> VectorQuantizer::forward(const at::Tensor& z_i
   return {z_q.permute({0, 3, 1, 2}).contiguous(), loss};
 }
 
+void Encoder::for_each_unit(const UnitVisitor& visit) {
+  for (DownBlock2D& block : down_blocks_) block.for_each_unit(visit);
+  mid_block_.for_each_unit(visit);
+}
+
+void Decoder::for_each_unit(const UnitVisitor& visit) {
+  mid_block_.for_each_unit(visit);
+  for (UpBlock2D& block : up_blocks_) block.for_each_unit(visit);
+}
+
 }  // namespace nd

@@ -36,6 +36,8 @@ class Encoder {
   static Encoder load(const WeightLoader& w, const VaeCoderConfig& config);
   at::Tensor forward(const at::Tensor& x) const;  // [B, C, H, W] -> [B, 2 * latent, H/f, W/f]
   void apply(const ParameterFn& fn);
+  // Its streamable blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   Conv2d conv_in_, conv_out_;
@@ -52,6 +54,8 @@ class Decoder {
   // SpatialNorms (norm_type "spatial"), else undefined.
   at::Tensor forward(const at::Tensor& z, const at::Tensor& zq = at::Tensor()) const;
   void apply(const ParameterFn& fn);
+  // Its streamable blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   Conv2d conv_in_, conv_out_;

@@ -66,4 +66,9 @@ void Transformer2DModel::apply(const ParameterFn& fn) {
   for (BasicTransformerBlock& b : transformer_blocks_) b.apply(fn);
 }
 
+void Transformer2DModel::for_each_unit(const UnitVisitor& visit) {
+  // Each transformer block is a unit; the norm and the in/out projections move with the model.
+  for (BasicTransformerBlock& block : transformer_blocks_) visit_unit(visit, block);
+}
+
 }  // namespace nd

@@ -29,6 +29,8 @@ class Transformer2DModel {
   // x: [B, C, H, W]; context: [B, S, cross_attention_dim] -> [B, C, H, W].
   at::Tensor forward(const at::Tensor& x, const at::Tensor& context) const;
   void apply(const ParameterFn& fn);
+  // Its streamable blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   Transformer2DConfig config_;

@@ -222,4 +222,30 @@ void UpBlock2D::apply(const ParameterFn& fn) {
   if (resnet_upsampler_) resnet_upsampler_->apply(fn);
 }
 
+void DownBlock2D::for_each_unit(const UnitVisitor& visit) {
+  for (std::size_t i = 0; i < resnets_.size(); ++i) {
+    visit_unit(visit, resnets_[i]);
+    if (i < attentions_.size()) attentions_[i].for_each_unit(visit);
+    if (i < attention_layers_.size()) visit_unit(visit, attention_layers_[i]);
+  }
+  if (downsampler_) visit_unit(visit, *downsampler_);
+  if (resnet_downsampler_) visit_unit(visit, *resnet_downsampler_);
+}
+
+void MidBlock2D::for_each_unit(const UnitVisitor& visit) {
+  for (ResnetBlock2D& resnet : resnets_) visit_unit(visit, resnet);
+  for (Transformer2DModel& transformer : transformers_) transformer.for_each_unit(visit);
+  for (Attention& attention : attentions_) visit_unit(visit, attention);
+}
+
+void UpBlock2D::for_each_unit(const UnitVisitor& visit) {
+  for (std::size_t i = 0; i < resnets_.size(); ++i) {
+    visit_unit(visit, resnets_[i]);
+    if (i < attentions_.size()) attentions_[i].for_each_unit(visit);
+    if (i < attention_layers_.size()) visit_unit(visit, attention_layers_[i]);
+  }
+  if (upsampler_) visit_unit(visit, *upsampler_);
+  if (resnet_upsampler_) visit_unit(visit, *resnet_upsampler_);
+}
+
 }  // namespace nd

@@ -59,6 +59,8 @@ class DownBlock2D {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
                      std::vector<at::Tensor>* skips) const;
   void apply(const ParameterFn& fn);
+  // Its streamable blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   std::vector<ResnetBlock2D> resnets_;
@@ -75,6 +77,8 @@ class MidBlock2D {
   static MidBlock2D load(const WeightLoader& w, const UNetBlockConfig& config);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context) const;
   void apply(const ParameterFn& fn);
+  // Its streamable blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   std::vector<ResnetBlock2D> resnets_;
@@ -91,6 +95,8 @@ class UpBlock2D {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
                      std::vector<at::Tensor>* skips, at::IntArrayRef upsample_size) const;
   void apply(const ParameterFn& fn);
+  // Its streamable blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
   int64_t num_layers() const { return static_cast<int64_t>(resnets_.size()); }
 
  private:

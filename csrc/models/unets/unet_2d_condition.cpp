@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
+#include "offload/streaming.h"
 
 namespace nd {
 namespace {
@@ -360,6 +361,10 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
                                        encoder_hid_proj_ ? at::Tensor() : on_device(encoder_hidden_states, true),
                                        on_device(added.text_embeds, false), on_device(added.time_ids, false),
                                        on_device(added.image_embeds, true)};
+  // Streamed weights change address block by block, so a captured graph could not replay them.
+  if (streaming_active()) {
+    return forward_on_device(inputs[0], inputs[1], inputs[2], UNetAddedConditions{inputs[3], inputs[4], inputs[5]});
+  }
   return graphs_->run(inputs, [this](const std::vector<at::Tensor>& in) {
     c10::NoGradGuard no_grad_in_capture;
     return forward_on_device(in[0], in[1], in[2], UNetAddedConditions{in[3], in[4], in[5]});
@@ -435,5 +440,11 @@ void UNet2DConditionModel::to(std::optional<c10::Device> device, std::optional<a
 }
 
 int64_t UNet2DConditionModel::num_parameters() const { return count_parameters(*this); }
+
+void UNet2DConditionModel::for_each_unit(const UnitVisitor& visit) {
+  for (DownBlock2D& block : down_blocks_) block.for_each_unit(visit);
+  mid_block_.for_each_unit(visit);
+  for (UpBlock2D& block : up_blocks_) block.for_each_unit(visit);
+}
 
 }  // namespace nd

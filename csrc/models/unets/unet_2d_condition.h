@@ -94,6 +94,8 @@ class UNet2DConditionModel {
   const UNet2DConditionConfig& config() const { return config_; }
   int64_t num_parameters() const;
   void apply(const ParameterFn& fn);
+  // Its streamable blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   // Checks every input against the config before any work (and before any CUDA graph capture).

@@ -93,6 +93,7 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
 
   // Encode the image; the latents are repeated per image, not to the embeddings' batch.
   const at::Tensor image = r.image.to(device, dtype);
+  use_component("movq");
   at::Tensor latents = movq_->encode(image).repeat_interleave(n, 0);
   const int64_t model_batch = cfg ? 2 * latents.size(0) : latents.size(0);
   if (model_batch != image_embeds.size(0)) {
@@ -120,6 +121,7 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
   StepOptions step_options;
   step_options.generators = r.generators;
   const bool learned_variance = scheduler_learns_variance();
+  use_component("unet");
   {
     ProgressBar progress(timesteps.size(0), r.progress_bar);
     for (int64_t i = 0; i < timesteps.size(0); ++i) {
@@ -148,9 +150,22 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
       progress.update();
     }
   }
-  if (r.output_latents) return tensors["latents"];
+  if (r.output_latents) {
+    free_components();
+    return tensors["latents"];
+  }
   // 8. Decode without the codebook lookup.
-  return movq_->decode(tensors["latents"], /*force_not_quantize=*/true).first;
+  use_component("movq");
+  at::Tensor decoded = movq_->decode(tensors["latents"], /*force_not_quantize=*/true).first;
+  free_components();
+  return decoded;
+}
+
+std::vector<ModelCpuOffload::Component> KandinskyV22Img2ImgPipeline::offload_components() const {
+  std::vector<ModelCpuOffload::Component> components;
+  add_streamed_component(components, "unet", unet_);
+  add_offload_component(components, "movq", movq_);
+  return components;
 }
 
 }  // namespace nd

@@ -15,6 +15,7 @@
 
 #include "models/autoencoders/vq_model.h"
 #include "models/unets/unet_2d_condition.h"
+#include "offload/model_offload.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 
@@ -34,7 +35,7 @@ struct KandinskyV22Img2ImgRequest {
   StepCallback callback_on_step_end;  // tensors: latents, image_embeds, negative_image_embeds
 };
 
-class KandinskyV22Img2ImgPipeline {
+class KandinskyV22Img2ImgPipeline : public ModelOffloadSupport {
  public:
   KandinskyV22Img2ImgPipeline(std::shared_ptr<UNet2DConditionModel> unet, std::shared_ptr<Scheduler> scheduler,
                               std::shared_ptr<VQModel> movq);
@@ -48,13 +49,15 @@ class KandinskyV22Img2ImgPipeline {
 
   void set_scheduler(std::shared_ptr<Scheduler> scheduler) { scheduler_ = std::move(scheduler); }
   const std::shared_ptr<Scheduler>& scheduler() const { return scheduler_; }
+  // Ref: diffusers model_cpu_offload_seq = "unet->movq".
+  std::vector<ModelCpuOffload::Component> offload_components() const;
 
  private:
   at::Tensor prepare_latents(const at::Tensor& image_latents, const at::Tensor& timestep, at::ScalarType dtype,
                              const std::vector<at::Generator>& generators) const;
   // Whether the scheduler reads a learned variance from the model output's second half.
   bool scheduler_learns_variance() const;
-  c10::Device execution_device() const { return unet_->device(); }
+  c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   std::shared_ptr<UNet2DConditionModel> unet_;
   std::shared_ptr<Scheduler> scheduler_;

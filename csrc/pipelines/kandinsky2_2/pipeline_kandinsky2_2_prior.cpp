@@ -44,6 +44,7 @@ std::pair<at::Tensor, at::Tensor> KandinskyV22PriorPipeline::encode_text(const s
   // the prior gets the tokenizer's mask.
   const CLIPBatchEncoding enc = (*tokenizer_)(texts, PaddingStrategy::kMaxLength, true, max_length);
   const c10::Device device = execution_device();
+  use_component("text_encoder");
   const at::Tensor ids = rows_tensor(enc.input_ids).to(text_encoder_->device());
   const at::Tensor mask = rows_tensor(enc.attention_mask).to(at::kBool).to(device);
   return {ids, mask};
@@ -86,13 +87,17 @@ at::Tensor KandinskyV22PriorPipeline::get_zero_embed(int64_t batch_size) {
   }
   c10::NoGradGuard no_grad;
   std::lock_guard<std::mutex> lock(zero_embed_mutex_);
-  if (!zero_embed_.defined() || zero_embed_.device() != image_encoder_->device() ||
+  // Keyed on the execution device, not the encoder's: with model offloading the encoder sits on
+  // the host between calls, and the cached embedding stays valid.
+  const c10::Device device = execution_device();
+  if (!zero_embed_.defined() || zero_embed_.device() != device ||
       zero_embed_.scalar_type() != image_encoder_->dtype()) {
+    use_component("image_encoder");
     const int64_t s = image_encoder_->config().image_size;
     const at::Tensor zero_img = at::zeros(
         {1, image_encoder_->config().num_channels, s, s},
         at::TensorOptions().device(image_encoder_->device()).dtype(image_encoder_->dtype()));
-    zero_embed_ = image_encoder_->forward(zero_img, false).image_embeds;
+    zero_embed_ = image_encoder_->forward(zero_img, false).image_embeds.to(device);
   }
   return zero_embed_.repeat({batch_size, 1});
 }
@@ -151,6 +156,7 @@ KandinskyPriorOutput KandinskyV22PriorPipeline::run(const KandinskyV22PriorReque
   // 4. Denoising loop
   StepOptions step_options;
   step_options.generators = r.generators;
+  use_component("prior");
   {
     ProgressBar progress(static_cast<int64_t>(schedule.size()), r.progress_bar);
     for (std::size_t i = 0; i < schedule.size(); ++i) {
@@ -181,7 +187,16 @@ KandinskyPriorOutput KandinskyV22PriorPipeline::run(const KandinskyV22PriorReque
     out.image_embeds = parts[0];
     out.negative_image_embeds = parts[1];
   }
+  free_components();
   return out;
+}
+
+std::vector<ModelCpuOffload::Component> KandinskyV22PriorPipeline::offload_components() const {
+  std::vector<ModelCpuOffload::Component> components;
+  add_offload_component(components, "text_encoder", text_encoder_);
+  add_offload_component(components, "image_encoder", image_encoder_);
+  add_offload_component(components, "prior", prior_);
+  return components;
 }
 
 }  // namespace nd

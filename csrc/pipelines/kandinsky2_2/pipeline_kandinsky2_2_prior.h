@@ -17,6 +17,7 @@
 
 #include "models/clip/modeling_clip.h"
 #include "models/transformers/prior_transformer.h"
+#include "offload/model_offload.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
@@ -41,7 +42,7 @@ struct KandinskyPriorOutput {
   at::Tensor negative_image_embeds;  // same shape
 };
 
-class KandinskyV22PriorPipeline {
+class KandinskyV22PriorPipeline : public ModelOffloadSupport {
  public:
   // image_encoder may be null when every call passes a negative prompt.
   KandinskyV22PriorPipeline(std::shared_ptr<PriorTransformer> prior,
@@ -56,6 +57,8 @@ class KandinskyV22PriorPipeline {
   at::Tensor get_zero_embed(int64_t batch_size);
 
   const std::shared_ptr<Scheduler>& scheduler() const { return scheduler_; }
+  // Ref: diffusers model_cpu_offload_seq = "text_encoder->image_encoder->prior".
+  std::vector<ModelCpuOffload::Component> offload_components() const;
 
  private:
   struct EncodedPrompt {
@@ -66,7 +69,7 @@ class KandinskyV22PriorPipeline {
                               bool do_classifier_free_guidance,
                               const std::vector<std::string>& negative_prompt) const;
   std::pair<at::Tensor, at::Tensor> encode_text(const std::vector<std::string>& texts) const;
-  c10::Device execution_device() const { return prior_->device(); }
+  c10::Device execution_device() const { return offload_ ? offload_->execution_device() : prior_->device(); }
 
   std::shared_ptr<PriorTransformer> prior_;
   std::shared_ptr<CLIPVisionModelWithProjection> image_encoder_;

@@ -282,7 +282,8 @@ class DiffusionPipeline:
         return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
 
     def to(self, *args, **kwargs):
-        if self.__dict__.get("_offload_device") is not None:
+        offload_device = self.__dict__.get("_offload_device")
+        if offload_device is not None:
             device = torch._C._nn._parse_to(*args, **kwargs)[0]
             if device is not None and device.type == "cuda":
                 # Ref: diffusers DiffusionPipeline.to warns the same way, then moves the modules.
@@ -293,7 +294,14 @@ class DiffusionPipeline:
                     "individual components to GPU when needed.",
                     stacklevel=2,
                 )
+            mode = self.__dict__.get("_offload_mode", "model")
             self.remove_all_hooks()
+            for module in self._modules().values():
+                module.to(*args, **kwargs)
+            if device is None:
+                # A dtype change keeps the offload (as diffusers' hooks stay), over the cast weights.
+                getattr(self, f"enable_{mode}_cpu_offload")(device=offload_device)
+            return self
         for module in self._modules().values():
             module.to(*args, **kwargs)
         return self
@@ -302,8 +310,9 @@ class DiffusionPipeline:
         # A rebuilt engine (a component was replaced) keeps the pipeline's offload setting.
         object.__setattr__(self, "_engine", engine)
         offload_device = self.__dict__.get("_offload_device")
-        if offload_device is not None and hasattr(engine, "enable_model_cpu_offload"):
-            engine.enable_model_cpu_offload(offload_device)
+        mode = self.__dict__.get("_offload_mode", "model")
+        if offload_device is not None and hasattr(engine, f"enable_{mode}_cpu_offload"):
+            getattr(engine, f"enable_{mode}_cpu_offload")(offload_device)
 
     @property
     def _execution_device(self) -> torch.device:
@@ -346,15 +355,26 @@ class DiffusionPipeline:
             self.to(target)
             return
         object.__setattr__(self, "_offload_device", target)
+        object.__setattr__(self, "_offload_mode", "model")
         engine.enable_model_cpu_offload(target)
 
     def enable_sequential_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda"):
+        """Every model lives in pinned host memory; while the engine runs one, its blocks (ResNet and
+        transformer blocks, attention layers, samplers) stream to the GPU as the forward reaches them,
+        the next block copying on a side stream while the current one computes."""
         if not torch.cuda.is_available():
             _warn_once("enable_sequential_cpu_offload(): no CUDA device, so the pipeline stays on the CPU.")
             return
-        _warn_once("enable_sequential_cpu_offload(): block-by-block streaming is not implemented yet; model "
-                   "offloading (one whole model on the GPU at a time) is used instead.")
-        self.enable_model_cpu_offload(gpu_id, device)
+        target = self._offload_target(gpu_id, device)
+        engine = self._engine_pipeline() if hasattr(self, "_engine_pipeline") else None
+        if engine is None or not hasattr(engine, "enable_sequential_cpu_offload"):
+            _warn_once(f"enable_sequential_cpu_offload(): {type(self).__name__} has no block streaming yet; model "
+                       "offloading (one whole model on the GPU at a time) is used instead.")
+            self.enable_model_cpu_offload(gpu_id, device)
+            return
+        object.__setattr__(self, "_offload_device", target)
+        object.__setattr__(self, "_offload_mode", "sequential")
+        engine.enable_sequential_cpu_offload(target)
 
     def remove_all_hooks(self):
         """Ends model offloading: every model stays where it is now (on the host), as diffusers leaves it."""

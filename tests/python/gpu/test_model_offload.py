@@ -1,7 +1,8 @@
-"""enable_model_cpu_offload on the GPU (issue 5): the same images as without offloading (same seed),
-every model back on the host after a call, a lower peak than keeping everything on the GPU, and the
-guide's call patterns (twice, then .to("cuda"), remove_all_hooks). Skipped without a CUDA device;
-the CPU-only behaviour (warn once, stay on the CPU) is tested in pipelines/test_pipeline_utils.py."""
+"""enable_model_cpu_offload and enable_sequential_cpu_offload on the GPU (issue 5): the same images as
+without offloading (same seed), every model back on the host after a call, lower peaks (model offload
+below everything on the GPU, block streaming below model offload), and the guide's call patterns
+(twice, then .to("cuda"), remove_all_hooks). Skipped without a CUDA device; the CPU-only behaviour
+(warn once, stay on the CPU) is tested in pipelines/test_pipeline_utils.py."""
 
 import warnings
 
@@ -62,3 +63,19 @@ def test_remove_all_hooks_returns_to_plain_execution(sd15_shaped_checkpoint):
     run(pipe)
     assert pipe._engine.offloaded_components() == []
     assert pipe.unet.device.type == "cuda" and pipe.vae.device.type == "cuda"
+
+
+def test_sequential_offload_matches_no_offload_with_a_lower_peak_than_model_offload(sd15_shaped_checkpoint):
+    pipe = nd.AutoPipelineForImage2Image.from_pretrained(sd15_shaped_checkpoint, torch_dtype=torch.float16,
+                                                         variant="fp16").to("cuda")
+    expected, _ = run(pipe)
+    pipe.to("cpu")
+    pipe.enable_model_cpu_offload()
+    _, peak_model = run(pipe)
+    pipe.enable_sequential_cpu_offload()
+    got, peak_sequential = run(pipe)
+    got_again, _ = run(pipe)  # the second call prefetches in the order the first one recorded
+    torch.testing.assert_close(got.cpu(), expected.cpu(), rtol=0, atol=2e-3)
+    torch.testing.assert_close(got_again.cpu(), expected.cpu(), rtol=0, atol=2e-3)
+    assert peak_sequential < peak_model
+    assert pipe._engine.offloaded_components() == []

@@ -112,6 +112,29 @@ class KandinskyV22Img2ImgCombinedPipeline(DiffusionPipeline):
         pipeline.name_or_path = str(decoder_path)
         return pipeline
 
+    def enable_model_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda"):
+        """Ref: diffusers' combined pipeline offloads both inner pipelines; each sends its models back
+        to the host at the end of its part of the call."""
+        if not torch.cuda.is_available():
+            return super().enable_model_cpu_offload(gpu_id, device)  # warns once, stays on the CPU
+        self.prior_pipe.enable_model_cpu_offload(gpu_id=gpu_id, device=device)
+        self.decoder_pipe.enable_model_cpu_offload(gpu_id=gpu_id, device=device)
+        object.__setattr__(self, "_offload_device", self._offload_target(gpu_id, device))
+        object.__setattr__(self, "_offload_mode", "model")
+
+    def enable_sequential_cpu_offload(self, gpu_id: Optional[int] = None, device: Union[torch.device, str] = "cuda"):
+        if not torch.cuda.is_available():
+            return super().enable_sequential_cpu_offload(gpu_id, device)  # warns once, stays on the CPU
+        self.prior_pipe.enable_sequential_cpu_offload(gpu_id=gpu_id, device=device)
+        self.decoder_pipe.enable_sequential_cpu_offload(gpu_id=gpu_id, device=device)
+        object.__setattr__(self, "_offload_device", self._offload_target(gpu_id, device))
+        object.__setattr__(self, "_offload_mode", "sequential")
+
+    def remove_all_hooks(self):
+        self.prior_pipe.remove_all_hooks()
+        self.decoder_pipe.remove_all_hooks()
+        object.__setattr__(self, "_offload_device", None)
+
     def set_progress_bar_config(self, **kwargs):
         super().set_progress_bar_config(**kwargs)
         self.prior_pipe.set_progress_bar_config(**kwargs)
