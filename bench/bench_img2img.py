@@ -125,7 +125,10 @@ def measure(name, load, device, args, init_image, mode):
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     result["e2e_s"] = timed(lambda: call_pipe(pipe, args, init_image), device, runs, warmup=False)
+    # Allocated: live tensors at the worst moment. Reserved: what the caching allocator holds from
+    # the GPU, which includes memory kept for replaying captured CUDA graphs.
     result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else float("nan")
+    result["reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30 if on_gpu else float("nan")
     return result
 
 
@@ -148,19 +151,20 @@ def print_tables(results, args, dtype, device):
     ref, ours = by.get(("diffusers", "none")), by.get(("native_diffusers", "none"))
     if ref and ours:
         print("\n| impl | UNet ms/step (batch 2) | UNet it/s | VAE encode ms | VAE decode ms | end-to-end s | "
-              "peak GiB | from_pretrained to first image s |")
-        print("|---|---|---|---|---|---|---|---|")
+              "peak allocated GiB | peak reserved GiB | from_pretrained to first image s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in (ref, ours):
-            peak = f"{r['peak_gib']:.2f}" if on_gpu else "n/a (CPU)"
+            peak = f"{r['peak_gib']:.2f} | {r['reserved_gib']:.2f}" if on_gpu else "n/a (CPU) | n/a"
             print(f"| {r['name']} | {r['unet_ms']:.2f} | {1e3 / r['unet_ms']:.1f} | {r['encode_ms']:.2f} | "
                   f"{r['decode_ms']:.2f} | {r['e2e_s']:.3f} | {peak} | {r['first_image_s']:.2f} |")
         print(f"| ours/diffusers | {ratio(ours, ref, 'unet_ms')} time | {ratio(ours, ref, 'unet_ms', True)} rate | "
               f"{ratio(ours, ref, 'encode_ms')} | {ratio(ours, ref, 'decode_ms')} | {ratio(ours, ref, 'e2e_s')} | "
-              f"{ratio(ours, ref, 'peak_gib')} | {ratio(ours, ref, 'first_image_s')} |")
+              f"{ratio(ours, ref, 'peak_gib')} | {ratio(ours, ref, 'reserved_gib')} | "
+              f"{ratio(ours, ref, 'first_image_s')} |")
     modes = [m for m in ("none", "model", "sequential") if ("diffusers", m) in by and ("native_diffusers", m) in by]
     if len(modes) > 1:
-        print("\n| placement | diffusers s | ours s | ours/diffusers time | diffusers peak GiB | ours peak GiB | "
-              "ours/diffusers peak | ours vs our no-offload time |")
+        print("\n| placement | diffusers s | ours s | ours/diffusers time | diffusers peak allocated GiB | ours peak "
+              "allocated GiB | ours/diffusers peak | ours vs our no-offload time |")
         print("|---|---|---|---|---|---|---|---|")
         base = by[("native_diffusers", "none")]
         for m in modes:
