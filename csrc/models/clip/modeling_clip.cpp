@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
+#include "offload/streaming.h"
 
 namespace nd {
 
@@ -137,6 +138,7 @@ CLIPEncoderLayer CLIPEncoderLayer::load(const WeightLoader& w, const CLIPEncoder
 }
 
 at::Tensor CLIPEncoderLayer::forward(const at::Tensor& x, const at::Tensor& mask) const {
+  stream_in(this);
   at::Tensor h = x + self_attn_.forward(layer_norm1_.forward(x), mask);
   return h + fc2_.forward(apply_activation(act_, fc1_.forward(layer_norm2_.forward(h))));
 }
@@ -342,5 +344,13 @@ void CLIPVisionModelWithProjection::to(std::optional<c10::Device> device, std::o
 }
 
 int64_t CLIPVisionModelWithProjection::num_parameters() const { return count_parameters(*this); }
+
+void CLIPTextModel::for_each_unit(const UnitVisitor& visit) {
+  for (CLIPEncoderLayer& layer : layers_) visit_unit(visit, layer);
+}
+
+void CLIPVisionModelWithProjection::for_each_unit(const UnitVisitor& visit) {
+  for (CLIPEncoderLayer& layer : layers_) visit_unit(visit, layer);
+}
 
 }  // namespace nd

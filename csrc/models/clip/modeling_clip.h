@@ -130,6 +130,8 @@ class CLIPTextModel {
   bool with_projection() const { return text_projection_.has_value(); }
   int64_t num_parameters() const;
   void apply(const ParameterFn& fn);
+  // Its encoder layers, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   at::Tensor attention_mask_for(const at::Tensor& input_ids,
@@ -175,6 +177,8 @@ class CLIPVisionModelWithProjection {
   const CLIPVisionConfig& config() const { return config_; }
   int64_t num_parameters() const;
   void apply(const ParameterFn& fn);
+  // Its encoder layers, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   CLIPVisionConfig config_;

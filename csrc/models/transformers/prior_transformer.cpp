@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
+#include "offload/streaming.h"
 
 namespace nd {
 namespace {
@@ -81,6 +82,7 @@ PriorTransformerBlock PriorTransformerBlock::load(const WeightLoader& w, const P
 }
 
 at::Tensor PriorTransformerBlock::forward(const at::Tensor& x, const at::Tensor& mask) const {
+  stream_in(this);
   // Ref: diffusers BasicTransformerBlock.forward (norm_type "layer_norm", no cross-attention).
   const int64_t batch = x.size(0), length = x.size(1);
   const at::Tensor h = norm1_.forward(x);
@@ -272,5 +274,9 @@ void PriorTransformer::to(std::optional<c10::Device> device, std::optional<at::S
 }
 
 int64_t PriorTransformer::num_parameters() const { return count_parameters(*this); }
+
+void PriorTransformer::for_each_unit(const UnitVisitor& visit) {
+  for (PriorTransformerBlock& block : transformer_blocks_) visit_unit(visit, block);
+}
 
 }  // namespace nd

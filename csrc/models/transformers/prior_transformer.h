@@ -81,6 +81,8 @@ class PriorTransformer {
   const PriorTransformerConfig& config() const { return config_; }
   int64_t num_parameters() const;
   void apply(const ParameterFn& fn);
+  // Its transformer blocks, for sequential offloading.
+  void for_each_unit(const UnitVisitor& visit);
 
  private:
   // Ref: diffusers forward: (1 - mask) * -10000, padded for the added tokens, plus the causal mask.

@@ -193,9 +193,9 @@ KandinskyPriorOutput KandinskyV22PriorPipeline::run(const KandinskyV22PriorReque
 
 std::vector<ModelCpuOffload::Component> KandinskyV22PriorPipeline::offload_components() const {
   std::vector<ModelCpuOffload::Component> components;
-  add_offload_component(components, "text_encoder", text_encoder_);
-  add_offload_component(components, "image_encoder", image_encoder_);
-  add_offload_component(components, "prior", prior_);
+  add_streamed_component(components, "text_encoder", text_encoder_);
+  add_streamed_component(components, "image_encoder", image_encoder_);
+  add_streamed_component(components, "prior", prior_);
   return components;
 }
 

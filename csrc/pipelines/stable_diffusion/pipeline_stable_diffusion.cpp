@@ -109,7 +109,7 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
 
 std::vector<ModelCpuOffload::Component> StableDiffusionPipeline::offload_components() const {
   std::vector<ModelCpuOffload::Component> components;
-  add_offload_component(components, "text_encoder", text_encoder_);
+  add_streamed_component(components, "text_encoder", text_encoder_);
   add_streamed_component(components, "unet", unet_);
   add_streamed_component(components, "vae", vae_);
   return components;

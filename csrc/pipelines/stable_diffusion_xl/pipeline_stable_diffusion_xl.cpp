@@ -191,8 +191,8 @@ at::Tensor StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r,
 
 std::vector<ModelCpuOffload::Component> StableDiffusionXLPipeline::offload_components() const {
   std::vector<ModelCpuOffload::Component> components;
-  add_offload_component(components, "text_encoder", text_encoder_);
-  add_offload_component(components, "text_encoder_2", text_encoder_2_);
+  add_streamed_component(components, "text_encoder", text_encoder_);
+  add_streamed_component(components, "text_encoder_2", text_encoder_2_);
   add_streamed_component(components, "unet", unet_);
   // Whole, not streamed: force_upcast casts the VAE to float32 around each use, which must see
   // every weight on the device.
