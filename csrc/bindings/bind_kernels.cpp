@@ -17,6 +17,8 @@ void bind_kernels(py::module_& m) {
   m.def("fused_kernels_available", &fused_kernels_available);
   m.def("fused_kernels_enabled", &fused_kernels_enabled);
   m.def("set_fused_kernels_enabled", &set_fused_kernels_enabled, py::arg("enabled"));
+  m.def("fused_attention_enabled", &fused_attention_enabled);
+  m.def("set_fused_attention_enabled", &set_fused_attention_enabled, py::arg("enabled"));
 
   py::module_ ops = m.def_submodule("ops", "The engine's fused ops, each on any device and dtype");
   const auto release_gil = py::call_guard<py::gil_scoped_release>();

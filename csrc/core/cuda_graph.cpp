@@ -16,6 +16,8 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include "core/fused_ops.h"
+
 namespace nd {
 namespace {
 
@@ -151,7 +153,9 @@ at::Tensor CudaGraphCache::run(const std::vector<at::Tensor>& inputs, const Body
   const c10::cuda::CUDAGuard device_guard(*device);
   std::lock_guard<std::mutex> lock(mutex_);
 
-  const std::string signature = tensor_signature(inputs);
+  // The kernel switches are part of what a graph recorded: flipping one must capture anew.
+  const std::string signature = tensor_signature(inputs) + (fused_kernels_enabled() ? "K" : "k") +
+                                (fused_attention_enabled() ? "A" : "a");
   Entry* entry = nullptr;
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     if ((*it)->signature != signature) continue;

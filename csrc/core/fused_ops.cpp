@@ -78,7 +78,15 @@ void check_launch(cudaError_t status, const char* op) {
 
 #endif
 
+std::atomic<bool>& attention_flag() {
+  static std::atomic<bool> flag{true};
+  return flag;
+}
+
 }  // namespace
+
+bool fused_attention_enabled() { return fused_kernels_enabled() && attention_flag().load(); }
+void set_fused_attention_enabled(bool enabled) { attention_flag().store(enabled); }
 
 bool fused_kernels_available() {
 #ifdef ND_WITH_KERNELS
@@ -93,7 +101,7 @@ void set_fused_kernels_enabled(bool enabled) { kernels_flag().store(enabled); }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 #ifdef ND_WITH_KERNELS
-  if (use_kernels_for(q) && q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.scalar_type() == q.scalar_type() &&
+  if (use_kernels_for(q) && attention_flag().load() && q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && k.scalar_type() == q.scalar_type() &&
       v.scalar_type() == q.scalar_type() && k.device() == q.device() && v.device() == q.device() &&
       q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && k.sizes() == v.sizes() &&
       q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3) && k.size(2) > 0) {

@@ -13,6 +13,10 @@ bool fused_kernels_available();
 // Process-wide switch, on by default; ND_FUSED_KERNELS=0 in the environment turns it off.
 bool fused_kernels_enabled();
 void set_fused_kernels_enabled(bool enabled);
+// The attention kernel alone (diffusers' enable/disable_xformers_memory_efficient_attention choose
+// it or PyTorch's SDPA), on by default.
+bool fused_attention_enabled();
+void set_fused_attention_enabled(bool enabled);
 
 // softmax(q k^T / sqrt(head_dim)) v. q: [B, heads, Lq, head_dim], k and v: [B, heads, Lk, head_dim],
 // any strides with head_dim contiguous (views of [B, L, heads, head_dim] projections need no copy).

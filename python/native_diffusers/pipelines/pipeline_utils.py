@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
+from .. import _C
 from ..configuration_utils import FrozenDict, read_config_file
 from ..utils.hub_utils import resolve_model_path
 
@@ -390,12 +391,17 @@ class DiffusionPipeline:
         self.hf_device_map = None
 
     def enable_xformers_memory_efficient_attention(self, attention_op: Optional[Callable] = None):
-        """Never raises, with or without xformers installed: the engine's attention is already a fused
-        scaled-dot-product kernel (PyTorch 2's SDPA), which is what xformers would provide."""
+        """Never raises, with or without xformers installed: selects the engine's own fused attention
+        kernel (flash-style, on CUDA float16/bfloat16; already the default), which is what xformers
+        would provide. The choice is process-wide, as the kernel is the engine's."""
         self._memory_efficient_attention = True
+        _C.set_fused_attention_enabled(True)
 
     def disable_xformers_memory_efficient_attention(self):
+        """Back to PyTorch's scaled_dot_product_attention inside the engine (same results within
+        float16 rounding)."""
         self._memory_efficient_attention = False
+        _C.set_fused_attention_enabled(False)
 
     def enable_attention_slicing(self, slice_size: Optional[Union[str, int]] = "auto"):
         """Accepted for compatibility; SDPA already bounds attention memory, and slicing does not change

@@ -123,3 +123,29 @@ def test_deleting_a_pipeline_returns_its_gpu_memory(sd15_shaped_checkpoint):
     del pipe
     gc.collect()
     assert torch.cuda.memory_allocated() - before < 8 * 2**20
+
+
+def test_guide_torch_compile_reduce_overhead_gives_the_same_image(sd15_shaped_checkpoint):
+    # The guide: pipeline.unet = torch.compile(pipeline.unet, mode="reduce-overhead", fullgraph=True).
+    pipe = nd.AutoPipelineForImage2Image.from_pretrained(sd15_shaped_checkpoint, torch_dtype=torch.float16,
+                                                         variant="fp16").to("cuda")
+    pipe.set_progress_bar_config(disable=True)
+    image = PIL.Image.new("RGB", (512, 512), (30, 120, 90))
+    kwargs = dict(prompt="a lighthouse", image=image, strength=0.6, num_inference_steps=8, output_type="pt")
+    expected = pipe(**kwargs, generator=torch.Generator().manual_seed(0)).images
+    pipe.unet = torch.compile(pipe.unet, mode="reduce-overhead", fullgraph=True)
+    got = pipe(**kwargs, generator=torch.Generator().manual_seed(0)).images
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-3)
+
+
+def test_xformers_switch_selects_the_fused_or_the_sdpa_attention(sd15_shaped_checkpoint):
+    ours = nd.UNet2DConditionModel.from_pretrained(sd15_shaped_checkpoint, subfolder="unet", variant="fp16",
+                                                   torch_dtype=torch.float16).to("cuda")
+    sample, t, context = unet_inputs()
+    fused = ours(sample, t, context).sample
+    try:
+        _C.set_fused_attention_enabled(False)
+        sdpa = ours(sample, t, context).sample
+    finally:
+        _C.set_fused_attention_enabled(True)
+    assert relative_l2(fused, sdpa) <= 5e-3

@@ -100,8 +100,10 @@ def test_guide_memory_calls_on_a_cpu_only_machine(checkpoint):
     assert sum("enable_model_cpu_offload" in m for m in messages) == 1
     assert sum("enable_sequential_cpu_offload" in m for m in messages) == 1
     assert pipe.device.type == "cpu"
-    pipe.enable_xformers_memory_efficient_attention()
     pipe.disable_xformers_memory_efficient_attention()
+    assert not nd._C.fused_attention_enabled()
+    pipe.enable_xformers_memory_efficient_attention()  # also restores the process-wide default
+    assert nd._C.fused_attention_enabled() == nd._C.fused_kernels_available()
     pipe.enable_attention_slicing()
     pipe.enable_vae_slicing()
     pipe.remove_all_hooks()
