@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <sstream>
@@ -44,6 +45,16 @@ std::string tensor_signature(const std::vector<at::Tensor>& inputs) {
     out << t.sizes() << t.strides() << ':' << t.scalar_type() << ':' << t.device() << '|';
   }
   return out.str();
+}
+
+std::size_t weights_fingerprint(
+    const std::function<void(const std::function<at::Tensor(const at::Tensor&)>&)>& visit_parameters) {
+  std::size_t fingerprint = 0;
+  visit_parameters([&](const at::Tensor& t) {
+    fingerprint = fingerprint * 1000003u ^ reinterpret_cast<std::uintptr_t>(t.data_ptr()) ^ t.numel();
+    return t;
+  });
+  return fingerprint;
 }
 
 // Member order matters: the graph is declared first so that it is destroyed last, after the

@@ -54,4 +54,9 @@ class CudaGraphCache {
 // "[2,4,64,64]:Half:cuda:0|..." for defined inputs, "-" for undefined ones.
 std::string tensor_signature(const std::vector<at::Tensor>& inputs);
 
+// The addresses of a model's weights, hashed, from its parameter visitor: the graphs it captured
+// stay valid exactly while this is unchanged.
+std::size_t weights_fingerprint(
+    const std::function<void(const std::function<at::Tensor(const at::Tensor&)>&)>& visit_parameters);
+
 }  // namespace nd

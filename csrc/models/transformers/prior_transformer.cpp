@@ -152,10 +152,34 @@ at::Tensor PriorTransformer::combined_mask(const at::Tensor& attention_mask, int
   return (mask.unsqueeze(1) + causal.unsqueeze(0)).to(dtype).view({batch, 1, n, n});       // [B, 1, L, L]
 }
 
-at::Tensor PriorTransformer::forward(const at::Tensor& hidden_states_in, const at::Tensor& timestep,
-                                     const at::Tensor& proj_embedding_in,
-                                     const std::optional<at::Tensor>& encoder_hidden_states_in,
+at::Tensor PriorTransformer::forward(const at::Tensor& hidden_states, const at::Tensor& timestep,
+                                     const at::Tensor& proj_embedding,
+                                     const std::optional<at::Tensor>& encoder_hidden_states,
                                      const std::optional<at::Tensor>& attention_mask) const {
+  if (!hidden_states.defined() || !timestep.defined() || !proj_embedding.defined()) {
+    throw ValueError("PriorTransformer needs hidden_states, timestep and proj_embedding");
+  }
+  c10::NoGradGuard no_grad;
+  // Everything moves to the model's device outside the graph (a shape error raises in the graph's
+  // warm-up run, before any capture); the timestep and the mask keep their dtypes.
+  const auto on_device = [&](const at::Tensor& t, bool cast) { return cast ? t.to(device(), dtype()) : t.to(device()); };
+  const std::vector<at::Tensor> inputs{
+      on_device(hidden_states, true), on_device(timestep, false), on_device(proj_embedding, true),
+      encoder_hidden_states ? on_device(*encoder_hidden_states, true) : at::Tensor(),
+      attention_mask ? on_device(*attention_mask, false) : at::Tensor()};
+  const auto body = [this](const std::vector<at::Tensor>& in) {
+    c10::NoGradGuard no_grad_in_capture;
+    return forward_on_device(in[0], in[1], in[2], in[3].defined() ? std::optional<at::Tensor>(in[3]) : std::nullopt,
+                             in[4].defined() ? std::optional<at::Tensor>(in[4]) : std::nullopt);
+  };
+  // Streamed weights change address block by block, so a captured graph could not replay them.
+  return streaming_active() ? body(inputs) : graphs_->run(inputs, body);
+}
+
+at::Tensor PriorTransformer::forward_on_device(const at::Tensor& hidden_states_in, const at::Tensor& timestep,
+                                               const at::Tensor& proj_embedding_in,
+                                               const std::optional<at::Tensor>& encoder_hidden_states_in,
+                                               const std::optional<at::Tensor>& attention_mask) const {
   // Ref: diffusers PriorTransformer.forward.
   const int64_t inner = config_.inner_dim();
   if (hidden_states_in.dim() < 2 || hidden_states_in.dim() > 3 ||
@@ -254,6 +278,14 @@ at::Tensor PriorTransformer::post_process_latents(const at::Tensor& prior_latent
 }
 
 void PriorTransformer::apply(const ParameterFn& fn) {
+  visit_parameters(fn);
+  // Captured graphs read the weights by address: keep them only while no weight moved.
+  const std::size_t fingerprint = weights_fingerprint([this](const ParameterFn& f) { visit_parameters(f); });
+  if (fingerprint != weights_fingerprint_) graphs_ = std::make_shared<CudaGraphCache>();
+  weights_fingerprint_ = fingerprint;
+}
+
+void PriorTransformer::visit_parameters(const ParameterFn& fn) {
   time_embedding_.apply(fn);
   proj_in_.apply(fn);
   if (embedding_proj_norm_) embedding_proj_norm_->apply(fn);

@@ -7,10 +7,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/cuda_graph.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
 #include "models/activations.h"
@@ -87,6 +89,11 @@ class PriorTransformer {
  private:
   // Ref: diffusers forward: (1 - mask) * -10000, padded for the added tokens, plus the causal mask.
   at::Tensor combined_mask(const at::Tensor& attention_mask, int64_t length, at::ScalarType dtype) const;
+  // The forward proper, on inputs already on the model's device: the unit a CUDA graph captures.
+  at::Tensor forward_on_device(const at::Tensor& hidden_states, const at::Tensor& timestep,
+                               const at::Tensor& proj_embedding, const std::optional<at::Tensor>& encoder_hidden_states,
+                               const std::optional<at::Tensor>& attention_mask) const;
+  void visit_parameters(const ParameterFn& fn);
 
   PriorTransformerConfig config_;
   TimestepEmbedding time_embedding_;
@@ -98,6 +105,9 @@ class PriorTransformer {
   std::vector<PriorTransformerBlock> transformer_blocks_;
   LayerNorm norm_out_;
   at::Tensor clip_mean_, clip_std_;  // [1, clip_embed_dim]
+  // 25 prior steps of 20 small layers are launch-bound: replayed from graphs, as the UNet's.
+  std::shared_ptr<CudaGraphCache> graphs_ = std::make_shared<CudaGraphCache>();
+  std::size_t weights_fingerprint_ = 0;
 };
 
 }  // namespace nd

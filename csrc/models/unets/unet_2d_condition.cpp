@@ -413,11 +413,7 @@ void UNet2DConditionModel::apply(const ParameterFn& fn) {
   visit_parameters(fn);
   // Captured graphs read the weights by address: they stay valid only while every weight is where
   // it was (a read-only visit, or model offload handing the caching allocator's blocks back).
-  std::size_t fingerprint = 0;
-  visit_parameters([&](const at::Tensor& t) {
-    fingerprint = fingerprint * 1000003u ^ reinterpret_cast<std::uintptr_t>(t.data_ptr()) ^ t.numel();
-    return t;
-  });
+  const std::size_t fingerprint = weights_fingerprint([this](const ParameterFn& f) { visit_parameters(f); });
   if (fingerprint != weights_fingerprint_) graphs_ = std::make_shared<CudaGraphCache>();
   weights_fingerprint_ = fingerprint;
 }
