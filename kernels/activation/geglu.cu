@@ -1,24 +1,13 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "common/element_access.cuh"
 #include "nd_kernels/activation.h"
 
 namespace nd::kernels {
 namespace {
 
-template <typename T>
-__device__ inline float to_float(T v) { return static_cast<float>(v); }
-template <>
-__device__ inline float to_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ inline float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ inline T from_float(float v) { return static_cast<T>(v); }
-template <>
-__device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+using namespace detail;
 
 // Exact (erf) GELU, as torch.nn.functional.gelu's default that diffusers' GEGLU uses; fp32 math.
 __device__ inline float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }

@@ -18,100 +18,21 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/element_access.cuh"
+#include "common/welford.cuh"
 #include "nd_kernels/normalization.h"
 
 namespace nd::kernels {
 namespace {
+
+using namespace detail;
 
 constexpr int kThreads = 256;
 constexpr int kTargetChunk = 8192;  // elements per block: 32 per thread, enough to hide latency
 constexpr int kMaxChunks = 1024;    // bounds the finalize pass and the workspace
 constexpr int64_t kMaxGroupElements = int64_t{1} << 30;  // group-local indices stay int
 
-// ---- element conversion and vector access --------------------------------------------------
-
-template <typename T>
-__device__ inline float to_float(T v) { return static_cast<float>(v); }
-template <>
-__device__ inline float to_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ inline float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ inline T from_float(float v) { return static_cast<T>(v); }
-template <>
-__device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-// kVec elements moved as one (up to 16-byte) access.
-template <typename T, int kVec>
-struct alignas(sizeof(T) * kVec) Vec {
-  T v[kVec];
-};
-
-template <typename T, int kVec>
-__device__ inline void load_vec(const T* p, float (&x)[kVec]) {
-  const Vec<T, kVec> v = *reinterpret_cast<const Vec<T, kVec>*>(p);
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) x[e] = to_float(v.v[e]);
-}
-
-template <typename T, int kVec>
-__device__ inline void store_vec(T* p, const float (&x)[kVec]) {
-  Vec<T, kVec> v;
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) v.v[e] = from_float<T>(x[e]);
-  *reinterpret_cast<Vec<T, kVec>*>(p) = v;
-}
-
 __device__ inline float silu(float x) { return x / (1.f + __expf(-x)); }
-
-// ---- Welford moments -----------------------------------------------------------------------
-
-// count, mean, and M2 = sum of squared deviations from the mean. Merging keeps fp32 accurate
-// where a raw sum of squares would cancel (|mean| >> std over millions of elements).
-struct Moments {
-  float count;
-  float mean;
-  float m2;
-};
-
-// Ref: Chan, Golub, LeVeque, "Algorithms for computing the sample variance" (1983), eq. 2.1b.
-__device__ inline Moments merge(const Moments& a, const Moments& b) {
-  const float count = a.count + b.count;
-  if (count == 0.f) return a;
-  const float delta = b.mean - a.mean;
-  const float b_share = b.count / count;
-  return {count, a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * a.count * b_share};
-}
-
-// Moments of a handful of values, two-pass (exact enough, no division but by a power of 2).
-template <int kVec>
-__device__ inline Moments moments_of(const float (&x)[kVec]) {
-  float sum = 0.f;
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) sum += x[e];
-  const float mean = sum / kVec;
-  float m2 = 0.f;
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) m2 += (x[e] - mean) * (x[e] - mean);
-  return {static_cast<float>(kVec), mean, m2};
-}
-
-// Tree merge down to lane 0 (the other lanes end with partial results).
-__device__ inline Moments warp_reduce(Moments m) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const Moments other = {__shfl_down_sync(0xffffffffu, m.count, offset),
-                           __shfl_down_sync(0xffffffffu, m.mean, offset),
-                           __shfl_down_sync(0xffffffffu, m.m2, offset)};
-    m = merge(m, other);
-  }
-  return m;
-}
 
 // The block's merged moments, valid in thread 0. Call once per kernel (one shared buffer).
 __device__ inline Moments block_reduce(Moments m) {

@@ -9,90 +9,21 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/element_access.cuh"
+#include "common/welford.cuh"
 #include "nd_kernels/normalization.h"
 
 namespace nd::kernels {
 namespace {
 
+using namespace detail;
+
 constexpr int kRowsPerBlock = 8;  // one warp each
 constexpr int kThreads = kRowsPerBlock * 32;
 
-// ---- element conversion and vector access (as group_norm.cu) -------------------------------
-
-template <typename T>
-__device__ inline float to_float(T v) { return static_cast<float>(v); }
-template <>
-__device__ inline float to_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ inline float to_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ inline T from_float(float v) { return static_cast<T>(v); }
-template <>
-__device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-
-template <typename T, int kVec>
-struct alignas(sizeof(T) * kVec) Vec {
-  T v[kVec];
-};
-
-template <typename T, int kVec>
-__device__ inline void load_vec(const T* p, float (&x)[kVec]) {
-  const Vec<T, kVec> v = *reinterpret_cast<const Vec<T, kVec>*>(p);
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) x[e] = to_float(v.v[e]);
-}
-
-template <typename T, int kVec>
-__device__ inline void store_vec(T* p, const float (&x)[kVec]) {
-  Vec<T, kVec> v;
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) v.v[e] = from_float<T>(x[e]);
-  *reinterpret_cast<Vec<T, kVec>*>(p) = v;
-}
-
-// ---- Welford moments (as group_norm.cu) ----------------------------------------------------
-
-struct Moments {
-  float count;
-  float mean;
-  float m2;  // sum of squared deviations from the mean
-};
-
-// Ref: Chan, Golub, LeVeque, "Algorithms for computing the sample variance" (1983), eq. 2.1b.
-__device__ inline Moments merge(const Moments& a, const Moments& b) {
-  const float count = a.count + b.count;
-  if (count == 0.f) return a;
-  const float delta = b.mean - a.mean;
-  const float b_share = b.count / count;
-  return {count, a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * a.count * b_share};
-}
-
-template <int kVec>
-__device__ inline Moments moments_of(const float (&x)[kVec]) {
-  float sum = 0.f;
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) sum += x[e];
-  const float mean = sum / kVec;
-  float m2 = 0.f;
-#pragma unroll
-  for (int e = 0; e < kVec; ++e) m2 += (x[e] - mean) * (x[e] - mean);
-  return {static_cast<float>(kVec), mean, m2};
-}
-
 // The warp's merged moments, broadcast from lane 0 so every lane uses bit-identical statistics.
 __device__ inline Moments warp_all_reduce(Moments m) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const Moments other = {__shfl_down_sync(0xffffffffu, m.count, offset),
-                           __shfl_down_sync(0xffffffffu, m.mean, offset),
-                           __shfl_down_sync(0xffffffffu, m.m2, offset)};
-    m = merge(m, other);
-  }
+  m = warp_reduce(m);
   return {__shfl_sync(0xffffffffu, m.count, 0), __shfl_sync(0xffffffffu, m.mean, 0),
           __shfl_sync(0xffffffffu, m.m2, 0)};
 }

@@ -13,41 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "kernel_test_utils.h"
 #include "nd_kernels/attention.h"
 
 namespace nd::kernels {
 namespace {
 
-bool have_device() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
+using namespace kernel_testing;
 
-// Relative L2 bars against float64: fp16's 11-bit significand rounds inputs, probabilities and
-// outputs at ~2^-12; bf16's 8-bit one at ~2^-9, hence ten times looser.
-double tolerance(ElementType type) { return type == ElementType::kBFloat16 ? 1e-2 : 1e-3; }
-
-float to_float(__half v) { return __half2float(v); }
-float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T>
-T from_float(float v);
-template <>
-__half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
-// splitmix64: fast and fixed, so the largest case (25M values) costs little host time.
-struct Rng {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  float uniform() { return static_cast<float>(next() >> 40) * (1.0f / 16777216.0f); }  // [0, 1)
-  float unit_variance() { return (2.f * uniform() - 1.f) * 1.7320508f; }
-};
 
 enum class Layout {
   kBhld,      // q, k, v, out each a contiguous [B, H, L, D]

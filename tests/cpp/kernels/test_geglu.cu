@@ -7,15 +7,13 @@
 #include <random>
 #include <vector>
 
+#include "kernel_test_utils.h"
 #include "nd_kernels/activation.h"
 
 namespace nd::kernels {
 namespace {
 
-bool have_device() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
+using kernel_testing::have_device;
 
 // Awkward sizes on purpose: odd widths and a row count that is not a multiple of the block.
 class Geglu : public ::testing::TestWithParam<std::pair<int, int>> {};
