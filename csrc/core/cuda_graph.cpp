@@ -17,6 +17,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include "core/cuda_streams.h"
 #include "core/fused_ops.h"
 
 namespace nd {
@@ -125,7 +126,7 @@ CudaGraphCache::Entry& CudaGraphCache::capture(const std::string& signature, con
 
   const c10::Device device = *graph_device(inputs);
   const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(device.index());
-  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+  const c10::cuda::CUDAStream side = side_stream(SideStream::kGraphCapture, device.index());
   // Ref: torch.cuda.graphs.make_graphed_callables: warm up and capture on a side stream.
   at::cuda::CUDAEvent inputs_ready;
   inputs_ready.record(caller);

@@ -11,6 +11,8 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include "core/cuda_streams.h"
 #endif
 
 namespace nd {
@@ -150,7 +152,7 @@ void SequentialCpuOffload::prefetch_unit(Unit& unit) {
 #ifdef ND_WITH_TORCH_CUDA
   if (device_.is_cuda()) {
     const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(device_.index());
-    const c10::cuda::CUDAStream copy = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_.index());
+    const c10::cuda::CUDAStream copy = side_stream(SideStream::kWeightCopy, device_.index());
     {
       const c10::cuda::CUDAStreamGuard on_copy_stream(copy);
       std::size_t i = 0;

@@ -122,7 +122,9 @@ def test_deleting_a_pipeline_returns_its_gpu_memory(sd15_shaped_checkpoint):
     assert torch.cuda.memory_allocated() > before + 500 * 2**20  # the weights really were on the GPU
     del pipe
     gc.collect()
-    assert torch.cuda.memory_allocated() - before < 8 * 2**20
+    # What may stay is torch's own per-stream cuBLAS workspace for the engine's one capture stream
+    # (32 MiB on Hopper), created on first use and kept by torch for the process, not the weights.
+    assert torch.cuda.memory_allocated() - before < 64 * 2**20
 
 
 def test_guide_torch_compile_reduce_overhead_gives_the_same_image(sd15_shaped_checkpoint):
