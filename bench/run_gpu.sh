@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine: build against its torch, run the kernel and GPU tests, then the
 # side-by-side benchmarks. Every phase logs to $OUT and a failing phase does not stop the next ones,
-# so one call brings back everything it can. From this machine (diffusers travels as a wheel; the
-# CLIP vocabulary too):
+# so one call brings back everything it can. The GPU machine has no network: from this machine,
+# diffusers travels as a wheel (with pillow and tqdm for a Python 3.12 machine that lacks them), and
+# the CLIP vocabulary too:
 #   .venv/bin/pip download diffusers==0.40.0 --no-deps -d .whl
+#   .venv/bin/pip download pillow tqdm --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl
+#   .venv/bin/pip download pytest pluggy iniconfig --no-deps --only-binary=:all: --python-version 3.12 -d .whl
 #   device run: bash bench/run_gpu.sh [PHASE...]      carry: [".whl", "tests/data"]
 # Phases (default: all, in this order): build tests kernels sd15 sdxl kandinsky
 set -uo pipefail
@@ -19,11 +23,15 @@ phase() { local name=$1 limit=$2; shift 2; echo "== $name (limit ${limit}s)"; lo
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUT/gpu.txt"
-python -m pip install -q --no-deps --no-index .whl/*.whl 2>&1 | tail -2
+python -m pip install -q --no-deps --no-index .whl/diffusers-*.whl 2>&1 | tail -2
+python -c "import PIL" 2>/dev/null || python -m pip install -q --no-deps --no-index .whl/pillow-*.whl 2>&1 | tail -2
+python -c "import tqdm" 2>/dev/null || python -m pip install -q --no-deps --no-index .whl/tqdm-*.whl 2>&1 | tail -2
+python -c "import pytest" 2>/dev/null || python -m pip install -q --no-deps --no-index .whl/pytest-*.whl \
+  .whl/pluggy-*.whl .whl/iniconfig-*.whl 2>&1 | tail -2
 
 if has build; then
   export CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)"
-  phase build 420 python -m pip install --no-build-isolation -e . -Cbuild-dir=build/gpu \
+  phase build 420 python -m pip install --no-build-isolation --no-deps -e . -Cbuild-dir=build/gpu \
     -Ccmake.define.ND_CUDA_ARCHITECTURES=90
   python -c "import native_diffusers._C as C; print('kernels', C.fused_kernels_available())" | tee -a "$OUT/gpu.txt"
 fi
