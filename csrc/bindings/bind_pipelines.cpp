@@ -47,35 +47,46 @@ Class& def_model_cpu_offload(Class& cls) {
   return cls;
 }
 
-void bind_stable_diffusion_xl(py::module_& m) {
-  using R = StableDiffusionXLRequest;
-  py::class_<R>(m, "StableDiffusionXLRequest")
-      .def(py::init<>())
+// The request fields SD 1.x and SDXL requests share, bound under diffusers' argument names.
+template <typename Class>
+Class& def_common_request_fields(Class& cls) {
+  using R = typename Class::type;
+  cls.def(py::init<>())
       .def_readwrite("prompt", &R::prompt)
-      .def_readwrite("prompt_2", &R::prompt_2)
       .def_readwrite("negative_prompt", &R::negative_prompt)
-      .def_readwrite("negative_prompt_2", &R::negative_prompt_2)
       .def_readwrite("prompt_embeds", &R::prompt_embeds)
       .def_readwrite("negative_prompt_embeds", &R::negative_prompt_embeds)
-      .def_readwrite("pooled_prompt_embeds", &R::pooled_prompt_embeds)
-      .def_readwrite("negative_pooled_prompt_embeds", &R::negative_pooled_prompt_embeds)
       .def_readwrite("clip_skip", &R::clip_skip)
-      .def_readwrite("image", &R::image)
       .def_readwrite("latents", &R::latents)
       .def_readwrite("height", &R::height)
       .def_readwrite("width", &R::width)
-      .def_readwrite("strength", &R::strength)
       .def_readwrite("num_inference_steps", &R::num_inference_steps)
       .def_readwrite("timesteps", &R::timesteps)
       .def_readwrite("sigmas", &R::sigmas)
-      .def_readwrite("denoising_start", &R::denoising_start)
-      .def_readwrite("denoising_end", &R::denoising_end)
-      .def_readwrite("add_noise", &R::add_noise)
       .def_readwrite("guidance_scale", &R::guidance_scale)
       .def_readwrite("guidance_rescale", &R::guidance_rescale)
       .def_readwrite("num_images_per_prompt", &R::num_images_per_prompt)
       .def_readwrite("eta", &R::eta)
       .def_readwrite("generators", &R::generators)
+      .def_readwrite("output_latents", &R::output_latents)
+      .def_readwrite("progress_bar", &R::progress_bar)
+      .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
+  return cls;
+}
+
+void bind_stable_diffusion_xl(py::module_& m) {
+  using R = StableDiffusionXLRequest;
+  py::class_<R> request(m, "StableDiffusionXLRequest");
+  def_common_request_fields(request)
+      .def_readwrite("prompt_2", &R::prompt_2)
+      .def_readwrite("negative_prompt_2", &R::negative_prompt_2)
+      .def_readwrite("pooled_prompt_embeds", &R::pooled_prompt_embeds)
+      .def_readwrite("negative_pooled_prompt_embeds", &R::negative_pooled_prompt_embeds)
+      .def_readwrite("image", &R::image)
+      .def_readwrite("strength", &R::strength)
+      .def_readwrite("denoising_start", &R::denoising_start)
+      .def_readwrite("denoising_end", &R::denoising_end)
+      .def_readwrite("add_noise", &R::add_noise)
       .def_readwrite("original_size", &R::original_size)
       .def_readwrite("crops_coords_top_left", &R::crops_coords_top_left)
       .def_readwrite("target_size", &R::target_size)
@@ -83,10 +94,7 @@ void bind_stable_diffusion_xl(py::module_& m) {
       .def_readwrite("negative_crops_coords_top_left", &R::negative_crops_coords_top_left)
       .def_readwrite("negative_target_size", &R::negative_target_size)
       .def_readwrite("aesthetic_score", &R::aesthetic_score)
-      .def_readwrite("negative_aesthetic_score", &R::negative_aesthetic_score)
-      .def_readwrite("output_latents", &R::output_latents)
-      .def_readwrite("progress_bar", &R::progress_bar)
-      .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
+      .def_readwrite("negative_aesthetic_score", &R::negative_aesthetic_score);
 
   py::class_<StableDiffusionXLPipeline, std::shared_ptr<StableDiffusionXLPipeline>> sdxl(m, "StableDiffusionXLPipeline");
   def_model_cpu_offload(sdxl)
@@ -182,56 +190,21 @@ void bind_kandinsky_prior(py::module_& m) {
 }
 
 void bind_stable_diffusion(py::module_& m) {
+  py::class_<StableDiffusionRequest> request(m, "StableDiffusionRequest");
+  def_common_request_fields(request);
+  py::class_<StableDiffusionImg2ImgRequest, StableDiffusionRequest> img2img_request(m, "StableDiffusionImg2ImgRequest");
+  img2img_request.def(py::init<>())
+      .def_readwrite("image", &StableDiffusionImg2ImgRequest::image)
+      .def_readwrite("strength", &StableDiffusionImg2ImgRequest::strength);
+
   py::class_<StableDiffusionPipeline, std::shared_ptr<StableDiffusionPipeline>> sd(m, "StableDiffusionPipeline");
   def_model_cpu_offload(sd)
       .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
                     std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<AutoencoderKL>,
                     std::shared_ptr<Scheduler>>(),
            py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("vae"), py::arg("scheduler"))
-      .def(
-          "run",
-          [](StableDiffusionPipeline& self, std::vector<std::string> prompt, std::vector<std::string> negative_prompt,
-             std::optional<at::Tensor> prompt_embeds, std::optional<at::Tensor> negative_prompt_embeds,
-             int64_t height, int64_t width, std::optional<at::Tensor> latents, int64_t num_inference_steps,
-             std::vector<double> timesteps, std::vector<double> sigmas, double guidance_scale,
-             double guidance_rescale, int64_t num_images_per_prompt, double eta,
-             std::vector<at::Generator> generators, std::optional<int64_t> clip_skip, bool output_latents,
-             bool progress_bar, StepCallback callback_on_step_end) {
-            StableDiffusionRequest r;
-            r.prompt = std::move(prompt);
-            r.negative_prompt = std::move(negative_prompt);
-            if (prompt_embeds) r.prompt_embeds = *prompt_embeds;
-            if (negative_prompt_embeds) r.negative_prompt_embeds = *negative_prompt_embeds;
-            r.height = height;
-            r.width = width;
-            if (latents) r.latents = *latents;
-            r.num_inference_steps = num_inference_steps;
-            r.timesteps = std::move(timesteps);
-            r.sigmas = std::move(sigmas);
-            r.guidance_scale = guidance_scale;
-            r.guidance_rescale = guidance_rescale;
-            r.num_images_per_prompt = num_images_per_prompt;
-            r.eta = eta;
-            r.generators = std::move(generators);
-            r.clip_skip = clip_skip;
-            r.output_latents = output_latents;
-            r.progress_bar = progress_bar;
-            r.callback_on_step_end = std::move(callback_on_step_end);
-            py::gil_scoped_release release;
-            return self.run(r);
-          },
-          py::kw_only(), py::arg("prompt"), py::arg("negative_prompt"), py::arg("prompt_embeds"),
-          py::arg("negative_prompt_embeds"), py::arg("height"), py::arg("width"), py::arg("latents"),
-          py::arg("num_inference_steps"), py::arg("timesteps"), py::arg("sigmas"), py::arg("guidance_scale"),
-          py::arg("guidance_rescale"), py::arg("num_images_per_prompt"), py::arg("eta"), py::arg("generators"),
-          py::arg("clip_skip"), py::arg("output_latents"), py::arg("progress_bar"), py::arg("callback_on_step_end"));
-}
+      .def("run", &StableDiffusionPipeline::run, py::arg("request"), py::call_guard<py::gil_scoped_release>());
 
-}  // namespace
-
-void bind_pipelines(py::module_& m) {
-  bind_kandinsky(m);
-  bind_kandinsky_prior(m);
   py::class_<StableDiffusionImg2ImgPipeline, std::shared_ptr<StableDiffusionImg2ImgPipeline>> sd_img2img(
       m, "StableDiffusionImg2ImgPipeline");
   def_model_cpu_offload(sd_img2img)
@@ -239,41 +212,15 @@ void bind_pipelines(py::module_& m) {
                     std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<AutoencoderKL>,
                     std::shared_ptr<Scheduler>>(),
            py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("vae"), py::arg("scheduler"))
-      .def(
-          "run",
-          [](StableDiffusionImg2ImgPipeline& self, std::vector<std::string> prompt,
-             std::vector<std::string> negative_prompt, std::optional<at::Tensor> prompt_embeds,
-             std::optional<at::Tensor> negative_prompt_embeds, const at::Tensor& image, double strength,
-             int64_t num_inference_steps, std::vector<double> timesteps, std::vector<double> sigmas,
-             double guidance_scale, int64_t num_images_per_prompt, double eta,
-             std::vector<at::Generator> generators, std::optional<int64_t> clip_skip, bool output_latents,
-             bool progress_bar, StepCallback callback_on_step_end) {
-            StableDiffusionImg2ImgRequest r;
-            r.prompt = std::move(prompt);
-            r.negative_prompt = std::move(negative_prompt);
-            if (prompt_embeds) r.prompt_embeds = *prompt_embeds;
-            if (negative_prompt_embeds) r.negative_prompt_embeds = *negative_prompt_embeds;
-            r.image = image;
-            r.strength = strength;
-            r.num_inference_steps = num_inference_steps;
-            r.timesteps = std::move(timesteps);
-            r.sigmas = std::move(sigmas);
-            r.guidance_scale = guidance_scale;
-            r.num_images_per_prompt = num_images_per_prompt;
-            r.eta = eta;
-            r.generators = std::move(generators);
-            r.clip_skip = clip_skip;
-            r.output_latents = output_latents;
-            r.progress_bar = progress_bar;
-            r.callback_on_step_end = std::move(callback_on_step_end);
-            py::gil_scoped_release release;
-            return self.run(r);
-          },
-          py::kw_only(), py::arg("prompt"), py::arg("negative_prompt"), py::arg("prompt_embeds"),
-          py::arg("negative_prompt_embeds"), py::arg("image"), py::arg("strength"),
-          py::arg("num_inference_steps"), py::arg("timesteps"), py::arg("sigmas"), py::arg("guidance_scale"),
-          py::arg("num_images_per_prompt"), py::arg("eta"), py::arg("generators"), py::arg("clip_skip"),
-          py::arg("output_latents"), py::arg("progress_bar"), py::arg("callback_on_step_end"));
+      .def("run", &StableDiffusionImg2ImgPipeline::run, py::arg("request"),
+           py::call_guard<py::gil_scoped_release>());
+}
+
+}  // namespace
+
+void bind_pipelines(py::module_& m) {
+  bind_kandinsky(m);
+  bind_kandinsky_prior(m);
   bind_stable_diffusion_xl(m);
   bind_stable_diffusion(m);
 }

@@ -59,14 +59,7 @@ AutoencoderKL AutoencoderKL::load(const AutoencoderKLConfig& c, const io::StateD
   const WeightLoader w(state_dict, origin, dtype);
   AutoencoderKL m;
   m.config_ = c;
-  VaeCoderConfig coder;
-  coder.block_out_channels = c.block_out_channels;
-  coder.layers_per_block = c.layers_per_block;
-  coder.norm_num_groups = c.norm_num_groups;
-  coder.act_fn = c.act_fn;
-  coder.mid_block_add_attention = c.mid_block_add_attention;
-  coder.in_channels = c.in_channels;
-  coder.out_channels = c.latent_channels;
+  VaeCoderConfig coder = VaeCoderConfig::encoder_of(c);
   m.encoder_ = Encoder::load(w.child("encoder"), coder);
   coder.in_channels = c.latent_channels;
   coder.out_channels = c.out_channels;

@@ -28,6 +28,21 @@ struct VaeCoderConfig {
   std::vector<bool> attention_blocks;
   bool double_z = true;       // encoder: emit mean and log-variance (KL) or the latents only (VQ)
   bool spatial_norm = false;  // decoder: norm_type "spatial" (MoVQ), conditioned on the latents
+
+  // The encoder's config from an autoencoder config (AutoencoderKLConfig, VQModelConfig): the
+  // shared block layout, image channels in, latent channels out.
+  template <typename AutoencoderConfig>
+  static VaeCoderConfig encoder_of(const AutoencoderConfig& c) {
+    VaeCoderConfig coder;
+    coder.block_out_channels = c.block_out_channels;
+    coder.layers_per_block = c.layers_per_block;
+    coder.norm_num_groups = c.norm_num_groups;
+    coder.act_fn = c.act_fn;
+    coder.mid_block_add_attention = c.mid_block_add_attention;
+    coder.in_channels = c.in_channels;
+    coder.out_channels = c.latent_channels;
+    return coder;
+  }
 };
 
 class Encoder {

@@ -69,15 +69,8 @@ VQModel VQModel::load(const VQModelConfig& c, const io::StateDict& state_dict, c
   const WeightLoader w(state_dict, origin, dtype);
   VQModel m;
   m.config_ = c;
-  VaeCoderConfig coder;
-  coder.block_out_channels = c.block_out_channels;
-  coder.layers_per_block = c.layers_per_block;
-  coder.norm_num_groups = c.norm_num_groups;
-  coder.act_fn = c.act_fn;
-  coder.mid_block_add_attention = c.mid_block_add_attention;
   // Ref: diffusers VQModel.__init__: Encoder(out_channels=latent_channels, double_z=False).
-  coder.in_channels = c.in_channels;
-  coder.out_channels = c.latent_channels;
+  VaeCoderConfig coder = VaeCoderConfig::encoder_of(c);
   coder.double_z = false;
   for (const std::string& t : c.down_block_types) coder.attention_blocks.push_back(t == "AttnDownEncoderBlock2D");
   m.encoder_ = Encoder::load(w.child("encoder"), coder);

@@ -222,14 +222,26 @@ void UpBlock2D::apply(const ParameterFn& fn) {
   if (resnet_upsampler_) resnet_upsampler_->apply(fn);
 }
 
-void DownBlock2D::for_each_unit(const UnitVisitor& visit) {
-  for (std::size_t i = 0; i < resnets_.size(); ++i) {
-    visit_unit(visit, resnets_[i]);
-    if (i < attentions_.size()) attentions_[i].for_each_unit(visit);
-    if (i < attention_layers_.size()) visit_unit(visit, attention_layers_[i]);
+namespace {
+
+// A down or up block's units in forward order: each resnet and its attention, then the sampler.
+template <typename Sampler>
+void visit_block_units(const UnitVisitor& visit, std::vector<ResnetBlock2D>& resnets,
+                       std::vector<Transformer2DModel>& attentions, std::vector<Attention>& attention_layers,
+                       std::optional<Sampler>& sampler, std::optional<ResnetBlock2D>& resnet_sampler) {
+  for (std::size_t i = 0; i < resnets.size(); ++i) {
+    visit_unit(visit, resnets[i]);
+    if (i < attentions.size()) attentions[i].for_each_unit(visit);
+    if (i < attention_layers.size()) visit_unit(visit, attention_layers[i]);
   }
-  if (downsampler_) visit_unit(visit, *downsampler_);
-  if (resnet_downsampler_) visit_unit(visit, *resnet_downsampler_);
+  if (sampler) visit_unit(visit, *sampler);
+  if (resnet_sampler) visit_unit(visit, *resnet_sampler);
+}
+
+}  // namespace
+
+void DownBlock2D::for_each_unit(const UnitVisitor& visit) {
+  visit_block_units(visit, resnets_, attentions_, attention_layers_, downsampler_, resnet_downsampler_);
 }
 
 void MidBlock2D::for_each_unit(const UnitVisitor& visit) {
@@ -239,13 +251,7 @@ void MidBlock2D::for_each_unit(const UnitVisitor& visit) {
 }
 
 void UpBlock2D::for_each_unit(const UnitVisitor& visit) {
-  for (std::size_t i = 0; i < resnets_.size(); ++i) {
-    visit_unit(visit, resnets_[i]);
-    if (i < attentions_.size()) attentions_[i].for_each_unit(visit);
-    if (i < attention_layers_.size()) visit_unit(visit, attention_layers_[i]);
-  }
-  if (upsampler_) visit_unit(visit, *upsampler_);
-  if (resnet_upsampler_) visit_unit(visit, *resnet_upsampler_);
+  visit_block_units(visit, resnets_, attentions_, attention_layers_, upsampler_, resnet_upsampler_);
 }
 
 }  // namespace nd

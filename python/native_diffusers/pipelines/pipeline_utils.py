@@ -278,6 +278,19 @@ class DiffusionPipeline:
 
         return on_step
 
+    # -- properties every diffusers pipeline here exposes after (or during) a call -------------
+    @property
+    def guidance_scale(self):
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
+
+    @property
+    def num_timesteps(self):
+        return self._num_timesteps
+
     # -- device and dtype -------------------------------------------------------------------
     def _modules(self):
         return {k: v for k, v in self.components.items() if isinstance(v, torch.nn.Module)}
@@ -306,6 +319,56 @@ class DiffusionPipeline:
         for module in self._modules().values():
             module.to(*args, **kwargs)
         return self
+
+    # The _C pipeline class the engine runs, built from _engine_components(); None: this pipeline
+    # composes others (Kandinsky's combined pipeline) or builds its engine itself.
+    _engine_class = None
+    # Components the engine holds: replacing one (pipe.scheduler = X.from_config(...)) drops the
+    # engine so that the next call builds it over the new one.
+    _engine_component_names = ()
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name in self._engine_component_names and "_engine" in self.__dict__:
+            object.__setattr__(self, "_engine", None)
+
+    def _engine_pipeline(self):
+        """The engine pipeline over the current components: built on first use, and again after a
+        component is replaced (the pipeline's __setattr__ drops it)."""
+        if self._engine_class is None:
+            return None
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            engine = self._engine_class(*self._engine_components())
+            self._adopt_engine(engine)
+        return engine
+
+    def _fill_run_options(self, r, *, batch_size, num_inference_steps, timesteps, sigmas, guidance_scale,
+                          num_images_per_prompt, eta, generator, latents, output_type, callback_on_step_end,
+                          callback_on_step_end_tensor_inputs, guidance_rescale=0.0):
+        """The request fields every SD-family call sets the same way, after diffusers' checks."""
+        self._check_output_type(output_type)
+        self._check_custom_schedule(timesteps, sigmas)
+        r.generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
+        r.num_inference_steps = int(num_inference_steps)
+        r.timesteps = [float(t) for t in timesteps] if timesteps is not None else []
+        r.sigmas = [float(s) for s in sigmas] if sigmas is not None else []
+        r.guidance_scale = float(guidance_scale)
+        r.guidance_rescale = float(guidance_rescale)
+        r.num_images_per_prompt = int(num_images_per_prompt)
+        r.eta = float(eta)
+        if latents is not None:
+            r.latents = latents
+        r.output_latents = output_type == "latent"
+        r.progress_bar = self._progress_bar_enabled()
+        if callback_on_step_end is not None:
+            r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+
+    def _postprocess(self, result, output_type):
+        self._num_timesteps = len(self.scheduler.timesteps)
+        if output_type == "latent":
+            return result
+        return self.image_processor.postprocess(result, output_type=output_type)
 
     def _adopt_engine(self, engine):
         # A rebuilt engine (a component was replaced) keeps the pipeline's offload setting.
@@ -349,7 +412,7 @@ class DiffusionPipeline:
             _warn_once("enable_model_cpu_offload(): no CUDA device, so the pipeline stays on the CPU.")
             return
         target = self._offload_target(gpu_id, device)
-        engine = self._engine_pipeline() if hasattr(self, "_engine_pipeline") else None
+        engine = self._engine_pipeline()
         if engine is None or not hasattr(engine, "enable_model_cpu_offload"):
             _warn_once(f"enable_model_cpu_offload(): {type(self).__name__} has no per-model offloading yet; the whole "
                        f"pipeline moves to {target} instead.")
@@ -367,7 +430,7 @@ class DiffusionPipeline:
             _warn_once("enable_sequential_cpu_offload(): no CUDA device, so the pipeline stays on the CPU.")
             return
         target = self._offload_target(gpu_id, device)
-        engine = self._engine_pipeline() if hasattr(self, "_engine_pipeline") else None
+        engine = self._engine_pipeline()
         if engine is None or not hasattr(engine, "enable_sequential_cpu_offload"):
             _warn_once(f"enable_sequential_cpu_offload(): {type(self).__name__} has no block streaming yet; model "
                        "offloading (one whole model on the GPU at a time) is used instead.")

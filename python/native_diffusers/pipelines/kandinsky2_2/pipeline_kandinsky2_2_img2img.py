@@ -30,30 +30,11 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
             reducing_gap=1,
         )
 
-    def __setattr__(self, name, value):
-        # Swapping a component (pipe.scheduler = X.from_config(...)) must reach the engine.
-        object.__setattr__(self, name, value)
-        if name in ("unet", "scheduler", "movq") and "_engine" in self.__dict__:
-            object.__setattr__(self, "_engine", None)
+    _engine_class = _C.KandinskyV22Img2ImgPipeline
+    _engine_component_names = ("unet", "scheduler", "movq")
 
-    def _engine_pipeline(self):
-        engine = self.__dict__.get("_engine")
-        if engine is None:
-            engine = _C.KandinskyV22Img2ImgPipeline(self.unet._engine, self.scheduler._engine, self.movq._engine)
-            self._adopt_engine(engine)
-        return engine
-
-    @property
-    def guidance_scale(self):
-        return self._guidance_scale
-
-    @property
-    def do_classifier_free_guidance(self):
-        return self._guidance_scale > 1
-
-    @property
-    def num_timesteps(self):
-        return self._num_timesteps
+    def _engine_components(self):
+        return self.unet._engine, self.scheduler._engine, self.movq._engine
 
     @staticmethod
     def _embeds(value, name: str) -> Optional[torch.Tensor]:

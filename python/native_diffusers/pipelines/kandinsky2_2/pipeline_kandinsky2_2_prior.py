@@ -19,7 +19,8 @@ class KandinskyPriorPipelineOutput(BaseOutput):
 class KandinskyV22PriorPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->image_encoder->prior"
     _callback_tensor_inputs = ["latents", "prompt_embeds", "text_encoder_hidden_states", "text_mask"]
-    _engine_components = ("prior", "image_encoder", "text_encoder", "tokenizer", "scheduler")
+    _engine_class = _C.KandinskyV22PriorPipeline
+    _engine_component_names = ("prior", "image_encoder", "text_encoder", "tokenizer", "scheduler")
     # pipeline_utils skips image_encoder for SD; this pipeline needs it (get_zero_embed).
     _used_components = ("image_encoder",)
 
@@ -27,34 +28,9 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
         super().__init__(prior=prior, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
                          image_encoder=image_encoder, image_processor=image_processor)
 
-    def __setattr__(self, name, value):
-        # Swapping a component (pipe.scheduler = ...) must reach the engine.
-        object.__setattr__(self, name, value)
-        if name in self._engine_components and "_engine" in self.__dict__:
-            object.__setattr__(self, "_engine", None)
-
-    def _engine_pipeline(self):
-        engine = self.__dict__.get("_engine")
-        if engine is None:
-            engine = _C.KandinskyV22PriorPipeline(
-                self.prior._engine,
-                self.image_encoder._engine if self.image_encoder is not None else None,
-                self.text_encoder._engine, self.tokenizer._engine, self.scheduler._engine,
-            )
-            self._adopt_engine(engine)
-        return engine
-
-    @property
-    def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1
-
-    @property
-    def guidance_scale(self):
-        return self._guidance_scale
-
-    @property
-    def num_timesteps(self):
-        return self._num_timesteps
+    def _engine_components(self):
+        return (self.prior._engine, self.image_encoder._engine if self.image_encoder is not None else None,
+                self.text_encoder._engine, self.tokenizer._engine, self.scheduler._engine)
 
     def get_zero_embed(self, batch_size: int = 1, device=None) -> torch.Tensor:
         """Ref: diffusers get_zero_embed; computed once per pipeline, then reused."""

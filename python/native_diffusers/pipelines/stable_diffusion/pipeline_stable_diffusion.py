@@ -33,27 +33,37 @@ class StableDiffusionMixin:
         return ["vae", "text_encoder", "tokenizer", "unet", "scheduler", "safety_checker", "feature_extractor",
                 "image_encoder"]
 
-    def __setattr__(self, name, value):
-        # Swapping a component (pipe.scheduler = X.from_config(...)) must reach the engine.
-        object.__setattr__(self, name, value)
-        if name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler") and "_engine" in self.__dict__:
-            object.__setattr__(self, "_engine", None)
+    _engine_component_names = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 
-    @property
-    def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1
+    def _engine_components(self):
+        return (self.tokenizer._engine if self.tokenizer is not None else None,
+                self.text_encoder._engine if self.text_encoder is not None else None,
+                self.unet._engine, self.vae._engine, self.scheduler._engine)
 
-    @property
-    def guidance_scale(self):
-        return self._guidance_scale
+    def _prompt_request(self, request_class, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds,
+                        clip_skip):
+        """A request with the prompts as the engine encodes them (strings broadcast to the batch,
+        diffusers' negative-prompt checks), and the batch size."""
+        r = request_class()
+        r.prompt = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else [])
+        batch_size = len(r.prompt) if r.prompt else prompt_embeds.shape[0]
+        r.negative_prompt = self._negative_prompts(prompt, negative_prompt, batch_size)
+        if prompt_embeds is not None:
+            r.prompt_embeds = prompt_embeds
+        if negative_prompt_embeds is not None:
+            r.negative_prompt_embeds = negative_prompt_embeds
+        r.clip_skip = clip_skip
+        return r, batch_size
+
+    def _finish(self, result, output_type, return_dict):
+        images = self._postprocess(result, output_type)
+        if not return_dict:
+            return (images, None)
+        return StableDiffusionPipelineOutput(images=images, nsfw_content_detected=None)
 
     @property
     def clip_skip(self):
         return self._clip_skip
-
-    @property
-    def num_timesteps(self):
-        return self._num_timesteps
 
     @staticmethod
     def _negative_prompts(prompt, negative_prompt, batch_size) -> List[str]:
@@ -87,16 +97,7 @@ class StableDiffusionMixin:
 
 
 class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
-    def _engine_pipeline(self):
-        engine = self.__dict__.get("_engine")
-        if engine is None:
-            engine = _C.StableDiffusionPipeline(
-                self.tokenizer._engine if self.tokenizer is not None else None,
-                self.text_encoder._engine if self.text_encoder is not None else None,
-                self.unet._engine, self.vae._engine, self.scheduler._engine,
-            )
-            self._adopt_engine(engine)
-        return engine
+    _engine_class = _C.StableDiffusionPipeline
 
     @property
     def guidance_rescale(self):
@@ -155,32 +156,15 @@ class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
         self._clip_skip = clip_skip
 
         # 2. Define call parameters
-        prompts = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else [])
-        batch_size = len(prompts) if prompts else prompt_embeds.shape[0]
-        negatives = self._negative_prompts(prompt, negative_prompt, batch_size)
-        generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
-        self._check_custom_schedule(timesteps, sigmas)
-        self._check_output_type(output_type)
-
-        engine_callback = None
-        if callback_on_step_end is not None:
-            engine_callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        r, batch_size = self._prompt_request(_C.StableDiffusionRequest, prompt, negative_prompt, prompt_embeds,
+                                             negative_prompt_embeds, clip_skip)
+        r.height, r.width = int(height), int(width)
+        self._fill_run_options(
+            r, batch_size=batch_size, num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
+            guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
+            num_images_per_prompt=num_images_per_prompt, eta=eta, generator=generator, latents=latents,
+            output_type=output_type, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
         # 3.-7. Encode the prompt, timesteps, latents, the denoising loop and the decode, in the engine
-        result = self._engine_pipeline().run(
-            prompt=prompts, negative_prompt=negatives, prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds, height=int(height), width=int(width), latents=latents,
-            num_inference_steps=int(num_inference_steps),
-            timesteps=[float(t) for t in timesteps] if timesteps is not None else [],
-            sigmas=[float(s) for s in sigmas] if sigmas is not None else [],
-            guidance_scale=float(guidance_scale), guidance_rescale=float(guidance_rescale),
-            num_images_per_prompt=int(num_images_per_prompt), eta=float(eta), generators=generators,
-            clip_skip=clip_skip, output_latents=output_type == "latent", progress_bar=self._progress_bar_enabled(),
-            callback_on_step_end=engine_callback,
-        )
-        self._num_timesteps = len(self.scheduler.timesteps)
-        images = (
-            result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
-        )
-        if not return_dict:
-            return (images, None)
-        return StableDiffusionPipelineOutput(images=images, nsfw_content_detected=None)
+        return self._finish(self._engine_pipeline().run(r), output_type, return_dict)

@@ -8,20 +8,11 @@ import torch
 
 from ... import _C
 from ..pipeline_utils import DiffusionPipeline
-from .pipeline_stable_diffusion import StableDiffusionMixin, StableDiffusionPipelineOutput
+from .pipeline_stable_diffusion import StableDiffusionMixin
 
 
 class StableDiffusionImg2ImgPipeline(StableDiffusionMixin, DiffusionPipeline):
-    def _engine_pipeline(self):
-        engine = self.__dict__.get("_engine")
-        if engine is None:
-            engine = _C.StableDiffusionImg2ImgPipeline(
-                self.tokenizer._engine if self.tokenizer is not None else None,
-                self.text_encoder._engine if self.text_encoder is not None else None,
-                self.unet._engine, self.vae._engine, self.scheduler._engine,
-            )
-            self._adopt_engine(engine)
-        return engine
+    _engine_class = _C.StableDiffusionImg2ImgPipeline
 
     def check_inputs(self, prompt, strength, callback_steps, negative_prompt=None, prompt_embeds=None,
                      negative_prompt_embeds=None, callback_on_step_end_tensor_inputs=None):
@@ -70,48 +61,18 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionMixin, DiffusionPipeline):
         self._clip_skip = clip_skip
 
         # 2. Define call parameters
-        if prompt is not None and isinstance(prompt, str):
-            prompts = [prompt]
-        elif prompt is not None:
-            prompts = list(prompt)
-        else:
-            prompts = []
-        batch_size = len(prompts) if prompts else prompt_embeds.shape[0]
-        negatives = self._negative_prompts(prompt, negative_prompt, batch_size)
-        generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
-        self._check_custom_schedule(timesteps, sigmas)
-        self._check_output_type(output_type)
+        r, batch_size = self._prompt_request(_C.StableDiffusionImg2ImgRequest, prompt, negative_prompt,
+                                             prompt_embeds, negative_prompt_embeds, clip_skip)
+        self._fill_run_options(
+            r, batch_size=batch_size, num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
+            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, eta=eta,
+            generator=generator, latents=None, output_type=output_type, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
 
         # 4. Preprocess image (PIL's Lanczos resize, [-1, 1]) as diffusers' VaeImageProcessor does
-        image = self.image_processor.preprocess(image)
+        r.image = self.image_processor.preprocess(image)
+        r.strength = float(strength)
 
-        engine_callback = None
-        if callback_on_step_end is not None:
-            engine_callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-
-        result = self._engine_pipeline().run(
-            prompt=prompts,
-            negative_prompt=negatives,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            image=image,
-            strength=float(strength),
-            num_inference_steps=int(num_inference_steps),
-            timesteps=[float(t) for t in timesteps] if timesteps is not None else [],
-            sigmas=[float(s) for s in sigmas] if sigmas is not None else [],
-            guidance_scale=float(guidance_scale),
-            num_images_per_prompt=int(num_images_per_prompt),
-            eta=float(eta),
-            generators=generators,
-            clip_skip=clip_skip,
-            output_latents=output_type == "latent",
-            progress_bar=self._progress_bar_enabled(),
-            callback_on_step_end=engine_callback,
-        )
-        self._num_timesteps = len(self.scheduler.timesteps)
-        images = (
-            result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
-        )
-        if not return_dict:
-            return (images, None)
-        return StableDiffusionPipelineOutput(images=images, nsfw_content_detected=None)
+        # 5.-9. timesteps, latents, the denoising loop and the decode, in the engine
+        return self._finish(self._engine_pipeline().run(r), output_type, return_dict)

@@ -40,11 +40,7 @@ class StableDiffusionXLMixin:
     def _expected_components(cls):
         return list(_COMPONENTS)
 
-    def __setattr__(self, name, value):
-        # Swapping a component (pipe.scheduler = X.from_config(...)) must reach the engine.
-        object.__setattr__(self, name, value)
-        if name in _COMPONENTS and "_engine" in self.__dict__:
-            object.__setattr__(self, "_engine", None)
+    _engine_component_names = tuple(_COMPONENTS)
 
     @staticmethod
     def _engine_of(component):
@@ -56,10 +52,6 @@ class StableDiffusionXLMixin:
                 self.vae._engine, self.scheduler._engine, bool(self.config.get("force_zeros_for_empty_prompt", True)))
 
     # -- properties diffusers exposes -----------------------------------------------------------
-    @property
-    def guidance_scale(self):
-        return self._guidance_scale
-
     @property
     def guidance_rescale(self):
         return self._guidance_rescale
@@ -76,10 +68,6 @@ class StableDiffusionXLMixin:
     @property
     def denoising_end(self):
         return self._denoising_end
-
-    @property
-    def num_timesteps(self):
-        return self._num_timesteps
 
     @property
     def interrupt(self):
@@ -168,31 +156,21 @@ class StableDiffusionXLMixin:
                      crops_coords_top_left, target_size, negative_original_size, negative_crops_coords_top_left,
                      negative_target_size, output_type, callback_on_step_end, callback_on_step_end_tensor_inputs,
                      batch_size):
-        self._check_output_type(output_type)
-        self._check_custom_schedule(timesteps, sigmas)
-        generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
-        r.num_inference_steps = int(num_inference_steps)
-        r.timesteps = [float(t) for t in timesteps] if timesteps is not None else []
-        r.sigmas = [float(s) for s in sigmas] if sigmas is not None else []
+        self._fill_run_options(
+            r, batch_size=batch_size, num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
+            guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
+            num_images_per_prompt=num_images_per_prompt, eta=eta, generator=generator, latents=latents,
+            output_type=output_type, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
         if self._valid_denoising_value(denoising_end):
             r.denoising_end = float(denoising_end)
-        r.guidance_scale = float(guidance_scale)
-        r.guidance_rescale = float(guidance_rescale)
-        r.num_images_per_prompt = int(num_images_per_prompt)
-        r.eta = float(eta)
-        r.generators = generators
-        if latents is not None:
-            r.latents = latents
         r.original_size = self._size(original_size)
         r.crops_coords_top_left = self._size(crops_coords_top_left)
         r.target_size = self._size(target_size)
         r.negative_original_size = self._size(negative_original_size)
         r.negative_crops_coords_top_left = self._size(negative_crops_coords_top_left)
         r.negative_target_size = self._size(negative_target_size)
-        r.output_latents = output_type == "latent"
-        r.progress_bar = self._progress_bar_enabled()
-        if callback_on_step_end is not None:
-            r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
 
     @staticmethod
     def _valid_denoising_value(value) -> bool:
@@ -200,10 +178,7 @@ class StableDiffusionXLMixin:
         return isinstance(value, float) and 0 < value < 1
 
     def _finish(self, result, output_type, return_dict):
-        self._num_timesteps = len(self.scheduler.timesteps)
-        images = (
-            result if output_type == "latent" else self.image_processor.postprocess(result, output_type=output_type)
-        )
+        images = self._postprocess(result, output_type)
         if not return_dict:
             return (images,)
         return StableDiffusionXLPipelineOutput(images=images)
@@ -220,12 +195,7 @@ class StableDiffusionXLPipeline(StableDiffusionXLMixin, DiffusionPipeline):
         self._init_sdxl(vae)
         self.default_sample_size = unet.config.get("sample_size", 128) if unet is not None else 128
 
-    def _engine_pipeline(self):
-        engine = self.__dict__.get("_engine")
-        if engine is None:
-            engine = _C.StableDiffusionXLPipeline(*self._engine_components())
-            self._adopt_engine(engine)
-        return engine
+    _engine_class = _C.StableDiffusionXLPipeline
 
     @torch.no_grad()
     def __call__(

@@ -21,14 +21,10 @@ class StableDiffusionXLImg2ImgPipeline(StableDiffusionXLMixin, DiffusionPipeline
         self.register_to_config(requires_aesthetics_score=requires_aesthetics_score)
         self._init_sdxl(vae)
 
-    def _engine_pipeline(self):
-        engine = self.__dict__.get("_engine")
-        if engine is None:
-            engine = _C.StableDiffusionXLImg2ImgPipeline(
-                *self._engine_components(), bool(self.config.get("requires_aesthetics_score", False))
-            )
-            self._adopt_engine(engine)
-        return engine
+    _engine_class = _C.StableDiffusionXLImg2ImgPipeline
+
+    def _engine_components(self):
+        return (*super()._engine_components(), bool(self.config.get("requires_aesthetics_score", False)))
 
     @property
     def denoising_start(self):
