@@ -1,11 +1,12 @@
 // native_diffusers._C.ops: the fused ops as the engine runs them (CUDA kernel where it applies, the
 // ATen composition elsewhere), for the kernel parity tests and bench/bench_kernels.py; and the
-// process-wide switches for the kernels and CUDA graphs.
+// process-wide switches for the kernels, CUDA graphs and the per-step host-sync check.
 #include <pybind11/pybind11.h>
 #include <torch/extension.h>
 
 #include "core/cuda_graph.h"
 #include "core/fused_ops.h"
+#include "core/host_sync_check.h"
 
 namespace py = pybind11;
 
@@ -14,6 +15,8 @@ namespace nd::bindings {
 void bind_kernels(py::module_& m) {
   m.def("cuda_graphs_enabled", &cuda_graphs_enabled);
   m.def("set_cuda_graphs_enabled", &set_cuda_graphs_enabled, py::arg("enabled"));
+  m.def("host_sync_check_enabled", &host_sync_check_enabled);
+  m.def("set_host_sync_check_enabled", &set_host_sync_check_enabled, py::arg("enabled"));
   m.def("fused_kernels_available", &fused_kernels_available);
   m.def("fused_kernels_enabled", &fused_kernels_enabled);
   m.def("set_fused_kernels_enabled", &set_fused_kernels_enabled, py::arg("enabled"));

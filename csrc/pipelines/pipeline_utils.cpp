@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/host_sync_check.h"
 #include "core/random.h"
 
 namespace nd {
@@ -13,6 +14,7 @@ namespace nd {
 void run_step_callback(const StepCallback& callback, int64_t step, const at::Tensor& timestep,
                        StepTensors& tensors) {
   if (!callback) return;
+  const HostSyncCheckPause user_code;
   const StepTensors updates = callback(step, timestep, tensors);
   for (const auto& [name, tensor] : updates) {
     auto it = tensors.find(name);

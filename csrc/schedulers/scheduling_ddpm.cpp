@@ -96,18 +96,18 @@ void DDPMScheduler::set_timesteps(std::optional<int64_t> num_inference_steps, st
   }
   timesteps_ = to_tensor(ts);
   if (device) timesteps_ = timesteps_.to(*device);
+  schedule_ = std::move(ts);
 }
 
 int64_t DDPMScheduler::previous_timestep(int64_t timestep) const {
   if (!custom_timesteps_ && !num_inference_steps_) return timestep - 1;
-  const at::Tensor ts = timesteps_.cpu();
-  const at::Tensor index = at::eq(ts, timestep).nonzero();
-  if (index.size(0) == 0) {
+  // The host copy of the schedule: reading timesteps_ on a GPU would wait for it every step.
+  const auto found = std::find(schedule_.begin(), schedule_.end(), timestep);
+  if (found == schedule_.end()) {
     throw ValueError("timestep " + std::to_string(timestep) +
                      " is not one of the scheduler's timesteps; pass one of `scheduler.timesteps`");
   }
-  const int64_t i = index[0][0].item<int64_t>();
-  return i == ts.size(0) - 1 ? -1 : ts[i + 1].item<int64_t>();
+  return found + 1 == schedule_.end() ? -1 : *(found + 1);
 }
 
 at::Tensor DDPMScheduler::get_variance(int64_t t, const at::Tensor& predicted_variance) const {

@@ -55,6 +55,7 @@ class DDPMScheduler : public Scheduler {
   DDPMSchedulerConfig config_;
   at::Tensor one_;  // 0-d 1.0: alpha_prod_t_prev after the last step
   bool custom_timesteps_ = false;
+  std::vector<int64_t> schedule_;  // timesteps_ on the host
 };
 
 }  // namespace nd

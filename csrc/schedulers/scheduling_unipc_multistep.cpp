@@ -220,19 +220,21 @@ at::Tensor UniPCMultistepScheduler::convert_model_output(const at::Tensor& model
 
 at::Tensor UniPCMultistepScheduler::multistep_uni_p_bh_update(const at::Tensor& sample, int64_t order) const {
   // Ref: diffusers multistep_uni_p_bh_update (UniP with B(h)).
+  // Coefficients go to the device without blocking: from pageable memory the copy is staged at once
+  // and never waits for the GPU.
   const c10::Device device = sample.device();
   const int64_t step = *step_index_;
   const at::Tensor& m0 = model_outputs_.back();
   const at::Tensor& x = sample;
-  const auto [alpha_t, sigma_t] = sigma_to_alpha_sigma_t(sigmas_[step + 1].to(device));
-  const auto [alpha_s0, sigma_s0] = sigma_to_alpha_sigma_t(sigmas_[step].to(device));
+  const auto [alpha_t, sigma_t] = sigma_to_alpha_sigma_t(sigmas_[step + 1].to(device, /*non_blocking=*/true));
+  const auto [alpha_s0, sigma_s0] = sigma_to_alpha_sigma_t(sigmas_[step].to(device, /*non_blocking=*/true));
   const at::Tensor lambda_s0 = lambda_of(alpha_s0, sigma_s0);
   const at::Tensor h = lambda_of(alpha_t, sigma_t) - lambda_s0;
   std::vector<at::Tensor> rks, D1s;
   for (int64_t i = 1; i < order; ++i) {
     const int64_t si = step - i;
     const at::Tensor& mi = model_outputs_[model_outputs_.size() - 1 - i];
-    const auto [alpha_si, sigma_si] = sigma_to_alpha_sigma_t(sigmas_[si].to(device));
+    const auto [alpha_si, sigma_si] = sigma_to_alpha_sigma_t(sigmas_[si].to(device, /*non_blocking=*/true));
     const at::Tensor rk = (lambda_of(alpha_si, sigma_si) - lambda_s0) / h;
     rks.push_back(rk);
     D1s.push_back((mi - m0) / rk);
@@ -246,7 +248,7 @@ at::Tensor UniPCMultistepScheduler::multistep_uni_p_bh_update(const at::Tensor& 
     // Second order has a closed form; higher orders solve the order-conditions system.
     const at::Tensor rhos_p =
         order == 2 ? at::ones({1}, at::TensorOptions().dtype(x.scalar_type()).device(device)) * 0.5
-                   : at::linalg_solve(c.R.slice(0, 0, -1).slice(1, 0, -1), c.b.slice(0, 0, -1)).to(device).to(
+                   : at::linalg_solve(c.R.slice(0, 0, -1).slice(1, 0, -1), c.b.slice(0, 0, -1)).to(device, /*non_blocking=*/true).to(
                          x.scalar_type());
     pred_res = at::einsum("k,bkc...->bc...", {rhos_p, at::stack(D1s, 1)});
   }
@@ -270,15 +272,15 @@ at::Tensor UniPCMultistepScheduler::multistep_uni_c_bh_update(const at::Tensor& 
   const int64_t step = *step_index_;
   const at::Tensor& m0 = model_outputs_.back();
   const at::Tensor& x = last_sample;
-  const auto [alpha_t, sigma_t] = sigma_to_alpha_sigma_t(sigmas_[step].to(device));
-  const auto [alpha_s0, sigma_s0] = sigma_to_alpha_sigma_t(sigmas_[step - 1].to(device));
+  const auto [alpha_t, sigma_t] = sigma_to_alpha_sigma_t(sigmas_[step].to(device, /*non_blocking=*/true));
+  const auto [alpha_s0, sigma_s0] = sigma_to_alpha_sigma_t(sigmas_[step - 1].to(device, /*non_blocking=*/true));
   const at::Tensor lambda_s0 = lambda_of(alpha_s0, sigma_s0);
   const at::Tensor h = lambda_of(alpha_t, sigma_t) - lambda_s0;
   std::vector<at::Tensor> rks, D1s;
   for (int64_t i = 1; i < order; ++i) {
     const int64_t si = step - (i + 1);
     const at::Tensor& mi = model_outputs_[model_outputs_.size() - 1 - i];
-    const auto [alpha_si, sigma_si] = sigma_to_alpha_sigma_t(sigmas_[si].to(device));
+    const auto [alpha_si, sigma_si] = sigma_to_alpha_sigma_t(sigmas_[si].to(device, /*non_blocking=*/true));
     const at::Tensor rk = (lambda_of(alpha_si, sigma_si) - lambda_s0) / h;
     rks.push_back(rk);
     D1s.push_back((mi - m0) / rk);
@@ -286,7 +288,7 @@ at::Tensor UniPCMultistepScheduler::multistep_uni_c_bh_update(const at::Tensor& 
   rks.push_back(at::ones({}, at::TensorOptions().device(device)));
   const UniCoefficients c = uni_coefficients(at::stack(rks), h, order, config_.predict_x0, config_.solver_type);
   const at::Tensor rhos_c = order == 1 ? at::ones({1}, at::TensorOptions().dtype(x.scalar_type()).device(device)) * 0.5
-                                       : at::linalg_solve(c.R, c.b).to(device).to(x.scalar_type());
+                                       : at::linalg_solve(c.R, c.b).to(device, /*non_blocking=*/true).to(x.scalar_type());
   const at::Tensor D1_t = this_model_output - m0;
   // diffusers' corr_res + rhos_c[-1] * D1_t, with corr_res = 0 at first order.
   at::Tensor correction = rhos_c[-1] * D1_t;

@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
+#include "core/host_sync_check.h"
 #include "core/progress_bar.h"
 #include "core/random.h"
 
@@ -122,10 +123,14 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
   step_options.generators = r.generators;
   const bool learned_variance = scheduler_learns_variance();
   use_component("unet");
+  // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
+  const at::Tensor host_timesteps = timesteps.cpu();
   {
     ProgressBar progress(timesteps.size(0), r.progress_bar);
     for (int64_t i = 0; i < timesteps.size(0); ++i) {
+      const StepSyncCheck no_host_sync(i);
       const at::Tensor t = timesteps[i];
+      const at::Tensor t_host = host_timesteps[i];
       const at::Tensor& x = tensors["latents"];
       const int64_t channels = x.size(1);
       const at::Tensor model_input = cfg ? at::cat({x, x}, 0) : x;
@@ -145,7 +150,7 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
         noise_pred = at::cat({noise_pred, variance_text}, 1);
       }
       if (!learned_variance) noise_pred = noise_pred.split(channels, 1)[0];
-      tensors["latents"] = scheduler_->step(noise_pred, t, x, step_options).prev_sample;
+      tensors["latents"] = scheduler_->step(noise_pred, t_host, x, step_options).prev_sample;
       run_step_callback(r.callback_on_step_end, i, t, tensors);
       progress.update();
     }

@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
+#include "core/host_sync_check.h"
 #include "core/progress_bar.h"
 #include "core/random.h"
 
@@ -157,10 +158,14 @@ KandinskyPriorOutput KandinskyV22PriorPipeline::run(const KandinskyV22PriorReque
   StepOptions step_options;
   step_options.generators = r.generators;
   use_component("prior");
+  // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
+  const at::Tensor host_timesteps = timesteps.cpu();
   {
     ProgressBar progress(static_cast<int64_t>(schedule.size()), r.progress_bar);
     for (std::size_t i = 0; i < schedule.size(); ++i) {
+      const StepSyncCheck no_host_sync(static_cast<int64_t>(i));
       const at::Tensor t = timesteps[static_cast<int64_t>(i)];
+      const at::Tensor t_host = host_timesteps[static_cast<int64_t>(i)];
       const at::Tensor model_input = cfg ? at::cat({tensors["latents"], tensors["latents"]}, 0) : tensors["latents"];
       at::Tensor predicted = prior_->forward(model_input, t, tensors["prompt_embeds"],
                                              tensors["text_encoder_hidden_states"], tensors["text_mask"]);
@@ -170,7 +175,7 @@ KandinskyPriorOutput KandinskyV22PriorPipeline::run(const KandinskyV22PriorReque
       }
       step_options.prev_timestep =
           i + 1 == schedule.size() ? std::nullopt : std::optional<int64_t>(schedule[i + 1]);
-      tensors["latents"] = scheduler_->step(predicted, t, tensors["latents"], step_options).prev_sample;
+      tensors["latents"] = scheduler_->step(predicted, t_host, tensors["latents"], step_options).prev_sample;
       run_step_callback(r.callback_on_step_end, static_cast<int64_t>(i), t, tensors);
       progress.update();
     }

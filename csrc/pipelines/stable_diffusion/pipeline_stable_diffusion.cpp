@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
+#include "core/host_sync_check.h"
 #include "core/progress_bar.h"
 #include "core/random.h"
 
@@ -82,16 +83,20 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
   const int64_t order = scheduler_->order();
   const int64_t num_warmup_steps = timesteps.size(0) - window.num_inference_steps * order;
   use_component("unet");
+  // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
+  const at::Tensor host_timesteps = timesteps.cpu();
   {
     ProgressBar progress(window.num_inference_steps, r.progress_bar);
     for (int64_t i = 0; i < timesteps.size(0); ++i) {
+      const StepSyncCheck no_host_sync(i);
       const at::Tensor t = timesteps[i];
+      const at::Tensor t_host = host_timesteps[i];
       const at::Tensor& latents = tensors["latents"];
       at::Tensor model_input = cfg ? at::cat({latents, latents}, 0) : latents;
-      model_input = scheduler_->scale_model_input(model_input, t);
+      model_input = scheduler_->scale_model_input(model_input, t_host);
       at::Tensor noise_pred = unet_->forward(model_input, t, tensors["prompt_embeds"]);
       if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
-      tensors["latents"] = scheduler_->step(noise_pred, t, latents, step_options).prev_sample;
+      tensors["latents"] = scheduler_->step(noise_pred, t_host, latents, step_options).prev_sample;
       run_step_callback(r.callback_on_step_end, i, t, tensors);
       if (progress_bar_advances(i, timesteps.size(0), num_warmup_steps, order)) progress.update();
     }

@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
+#include "core/host_sync_check.h"
 #include "core/progress_bar.h"
 #include "core/random.h"
 
@@ -163,18 +164,22 @@ at::Tensor StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r,
   const int64_t order = scheduler_->order();
   const int64_t count = window.timesteps.size(0);
   use_component("unet");
+  // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
+  const at::Tensor host_timesteps = window.timesteps.cpu();
   {
     ProgressBar progress(window.num_inference_steps, r.progress_bar);
     for (int64_t i = 0; i < count; ++i) {
+      const StepSyncCheck no_host_sync(i);
       const at::Tensor t = window.timesteps[i];
+      const at::Tensor t_host = host_timesteps[i];
       const at::Tensor& x = tensors["latents"];
-      at::Tensor model_input = scheduler_->scale_model_input(cfg ? at::cat({x, x}, 0) : x, t);
+      at::Tensor model_input = scheduler_->scale_model_input(cfg ? at::cat({x, x}, 0) : x, t_host);
       UNetAddedConditions added;
       added.text_embeds = tensors["add_text_embeds"];
       added.time_ids = tensors["add_time_ids"];
       at::Tensor noise_pred = unet_->forward(model_input, t, tensors["prompt_embeds"], added);
       if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
-      tensors["latents"] = scheduler_->step(noise_pred, t, x, step_options).prev_sample;
+      tensors["latents"] = scheduler_->step(noise_pred, t_host, x, step_options).prev_sample;
       run_step_callback(r.callback_on_step_end, i, t, tensors);
       if (progress_bar_advances(i, count, num_warmup_steps, order)) progress.update();
     }

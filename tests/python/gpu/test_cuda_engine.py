@@ -151,3 +151,32 @@ def test_xformers_switch_selects_the_fused_or_the_sdpa_attention(sd15_shaped_che
     finally:
         _C.set_fused_attention_enabled(True)
     assert relative_l2(fused, sdpa) <= 5e-3
+
+
+@pytest.mark.parametrize("scheduler_class", [
+    "PNDMScheduler", "DDIMScheduler", "DDPMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+    "HeunDiscreteScheduler", "LMSDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler",
+])
+def test_denoising_steps_never_wait_for_the_gpu(sd15_shaped_checkpoint, scheduler_class):
+    # With the check on, every step after the first runs under torch's sync debug mode "error": a
+    # timestep read from device memory or a blocking copy inside the loop raises RuntimeError.
+    pipe = nd.AutoPipelineForImage2Image.from_pretrained(sd15_shaped_checkpoint, torch_dtype=torch.float16,
+                                                         variant="fp16").to("cuda")
+    pipe.scheduler = getattr(nd, scheduler_class).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    image = PIL.Image.new("RGB", (256, 256), (90, 60, 200))
+    seen_modes = []
+
+    def callback(pipeline, step, timestep, callback_kwargs):
+        seen_modes.append(torch.cuda.get_sync_debug_mode())  # the user's callback may synchronise
+        return callback_kwargs
+
+    _C.set_host_sync_check_enabled(True)
+    try:
+        out = pipe("a prompt", image=image, num_inference_steps=6, strength=1.0, output_type="pt",
+                   generator=torch.Generator().manual_seed(0), callback_on_step_end=callback)
+    finally:
+        _C.set_host_sync_check_enabled(False)
+    assert torch.cuda.get_sync_debug_mode() == 0
+    assert seen_modes and all(mode == 0 for mode in seen_modes)
+    assert torch.isfinite(out.images).all()
