@@ -3,7 +3,37 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
+#ifdef ND_WITH_TORCH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "core/cuda_streams.h"
+#endif
+
 namespace nd {
+
+#ifdef ND_WITH_TORCH_CUDA
+struct CopyFence::Event {
+  at::cuda::CUDAEvent event;
+};
+#else
+struct CopyFence::Event {};
+#endif
+
+CopyFence::CopyFence() = default;
+CopyFence::~CopyFence() = default;
+CopyFence::CopyFence(CopyFence&&) noexcept = default;
+CopyFence& CopyFence::operator=(CopyFence&&) noexcept = default;
+
+void CopyFence::wait(c10::Device device) {
+#ifdef ND_WITH_TORCH_CUDA
+  if (event_) event_->event.block(c10::cuda::getCurrentCUDAStream(device.index()));
+#else
+  (void)device;
+#endif
+  event_.reset();
+}
 
 HostWeights::HostWeights(const ApplyFn& apply, bool pin) {
   apply([&](const at::Tensor& t) {
@@ -24,6 +54,32 @@ void HostWeights::to_device(const ApplyFn& apply, c10::Device device, const std:
   });
 }
 
+CopyFence HostWeights::to_device_async(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask) const {
+  CopyFence fence;
+#ifdef ND_WITH_TORCH_CUDA
+  if (device.is_cuda()) {
+    const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(device.index());
+    const c10::cuda::CUDAStream copy = side_stream(SideStream::kWeightCopy, device.index());
+    const c10::cuda::CUDAStreamGuard on_copy_stream(copy);
+    std::size_t i = 0;
+    apply([&](const at::Tensor& current) {
+      const std::size_t index = i++;
+      if (mask && !(*mask)[index]) return current;
+      at::Tensor t = host_.at(index).to(device, /*non_blocking=*/true);
+      // Allocated on the copy stream, read on the compute stream: the caching allocator must not
+      // hand the block out again before the compute stream is done with it.
+      t.record_stream(compute.unwrap());
+      return t;
+    });
+    fence.event_ = std::make_unique<CopyFence::Event>();
+    fence.event_->event.record(copy);
+    return fence;
+  }
+#endif
+  to_device(apply, device, mask);  // no second stream: a plain copy
+  return fence;
+}
+
 void HostWeights::to_host(const ApplyFn& apply, const std::vector<bool>* mask) const {
   std::size_t i = 0;
   apply([&](const at::Tensor& current) {
@@ -39,39 +95,55 @@ ModelCpuOffload::ModelCpuOffload(std::vector<Component> components, c10::Device 
   const bool pin = execution_device.is_cuda() && at::hasCUDA();
   for (Component& component : components) {
     HostWeights host(component.apply, pin);
-    slots_.push_back(Slot{std::move(component), std::move(host), false});
+    slots_.push_back(Slot{std::move(component), std::move(host), State::kHost, {}});
   }
+}
+
+void ModelCpuOffload::send_home(Slot& slot) {
+  if (slot.state == State::kHost) return;
+  slot.host.to_host(slot.component.apply);
+  slot.copied = CopyFence();
+  slot.state = State::kHost;
 }
 
 void ModelCpuOffload::activate(const std::string& name) {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (Slot& slot : slots_) {
-    if (slot.component.name != name && slot.resident) {
-      slot.host.to_host(slot.component.apply);
-      slot.resident = false;
-    }
+  for (const Slot& slot : slots_) {
+    if (slot.component.name == name && slot.state == State::kActive) return;
   }
   for (Slot& slot : slots_) {
-    if (slot.component.name != name || slot.resident) continue;
-    slot.host.to_device(slot.component.apply, device_);
-    slot.resident = true;
+    if (slot.component.name != name) send_home(slot);
+  }
+  for (Slot& slot : slots_) {
+    if (slot.component.name != name) continue;
+    if (slot.state == State::kPrefetched) {
+      slot.copied.wait(device_);
+    } else {
+      slot.host.to_device(slot.component.apply, device_);
+    }
+    slot.state = State::kActive;
+  }
+}
+
+void ModelCpuOffload::prefetch(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (Slot& slot : slots_) {
+    if (slot.component.name != name || slot.state != State::kHost) continue;
+    slot.copied = slot.host.to_device_async(slot.component.apply, device_);
+    slot.state = State::kPrefetched;
   }
 }
 
 void ModelCpuOffload::offload_all() {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (Slot& slot : slots_) {
-    if (!slot.resident) continue;
-    slot.host.to_host(slot.component.apply);
-    slot.resident = false;
-  }
+  for (Slot& slot : slots_) send_home(slot);
 }
 
 std::vector<std::string> ModelCpuOffload::resident() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<std::string> names;
   for (const Slot& slot : slots_) {
-    if (slot.resident) names.push_back(slot.component.name);
+    if (slot.state != State::kHost) names.push_back(slot.component.name);
   }
   return names;
 }

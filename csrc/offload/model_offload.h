@@ -1,6 +1,7 @@
 // Mirrors diffusers DiffusionPipeline.enable_model_cpu_offload (pipelines/pipeline_utils.py, with
 // accelerate's cpu_offload_with_hook), without Python hooks: the pipeline names the component it is
-// about to run and only that one sits on the execution device. Each component keeps one host copy
+// about to run and only that one sits on the execution device, and it may name the one it runs
+// next, whose copy then starts on a side stream and overlaps the current one's compute. Each component keeps one host copy
 // of its weights, pinned so that host-to-device copies are asynchronous DMA that never stalls the
 // CPU. Sending a component back costs nothing: weights never change during inference, so its device
 // copies are dropped and it points at the host copy again (diffusers copies them back every time).
@@ -35,8 +36,30 @@ class PipelineOffload {
   virtual void activate(const std::string& name) = 0;
   // Every component on the host (diffusers' maybe_free_model_hooks, at the end of a call).
   virtual void offload_all() = 0;
+  // Component `name` is the next one activate() will be called with: its weights may start copying
+  // now, overlapping the compute of the current one. A hint; an offload may ignore it.
+  virtual void prefetch(const std::string& /*name*/) {}
   // Components with weights on the execution device now, in sequence order.
   virtual std::vector<std::string> resident() const = 0;
+};
+
+// The end of a weight copy queued on the engine's weight-copy stream: the compute stream waits for
+// it before the weights are read. Empty when the copy ran synchronously (no CUDA device).
+class CopyFence {
+ public:
+  CopyFence();
+  ~CopyFence();
+  CopyFence(CopyFence&&) noexcept;
+  CopyFence& operator=(CopyFence&&) noexcept;
+
+  bool pending() const { return event_ != nullptr; }
+  // Makes the current stream of `device` wait for the copy (the CPU does not wait); then empty.
+  void wait(c10::Device device);
+
+ private:
+  friend class HostWeights;
+  struct Event;
+  std::unique_ptr<Event> event_;
 };
 
 // One host copy per parameter of a component, in visit order, and its move to and from a device.
@@ -47,6 +70,9 @@ class HostWeights {
   HostWeights(const ApplyFn& apply, bool pin);
   // Points the component (or the subset `mask` selects, in visit order) at device copies.
   void to_device(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask = nullptr) const;
+  // Like to_device, but queued on the weight-copy side stream so that it overlaps compute on the
+  // current stream; wait on the fence before the weights are used. Without CUDA it copies now.
+  CopyFence to_device_async(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask = nullptr) const;
   // Points the component (or the masked subset) back at the host copies; the device copies are dropped.
   void to_host(const ApplyFn& apply, const std::vector<bool>* mask = nullptr) const;
   const std::vector<at::Tensor>& tensors() const { return host_; }
@@ -62,16 +88,23 @@ class ModelCpuOffload : public PipelineOffload {
   ModelCpuOffload(std::vector<Component> components, c10::Device execution_device);
 
   c10::Device execution_device() const override { return device_; }
+  // Sends every other component home (a prefetched one too: a hint that did not come true) unless
+  // `name` is already active.
   void activate(const std::string& name) override;
   void offload_all() override;
+  void prefetch(const std::string& name) override;
   std::vector<std::string> resident() const override;
 
  private:
+  enum class State { kHost, kPrefetched, kActive };
   struct Slot {
     Component component;
     HostWeights host;
-    bool resident = false;
+    State state = State::kHost;
+    CopyFence copied;  // pending while a prefetch may still be in flight
   };
+
+  void send_home(Slot& slot);
 
   std::vector<Slot> slots_;
   c10::Device device_;
@@ -101,8 +134,12 @@ class ModelOffloadSupport {
   const std::shared_ptr<PipelineOffload>& offload() const { return offload_; }
 
  protected:
-  void use_component(const std::string& name) const {
-    if (offload_) offload_->activate(name);
+  // The pipeline runs `name` now, and `next` (if given) right after it: `next` may start copying
+  // while `name` computes.
+  void use_component(const std::string& name, const std::string& next = {}) const {
+    if (!offload_) return;
+    offload_->activate(name);
+    if (!next.empty()) offload_->prefetch(next);
   }
   void free_components() const {
     if (offload_) offload_->offload_all();

@@ -7,14 +7,6 @@
 #include <cstdint>
 #include <unordered_set>
 
-#ifdef ND_WITH_TORCH_CUDA
-#include <ATen/cuda/CUDAEvent.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-
-#include "core/cuda_streams.h"
-#endif
-
 namespace nd {
 namespace {
 
@@ -47,9 +39,7 @@ struct SequentialCpuOffload::Unit {
   HostWeights host;
   std::size_t slot = 0;
   bool resident = false;
-#ifdef ND_WITH_TORCH_CUDA
-  std::unique_ptr<at::cuda::CUDAEvent> copied;  // set while a prefetch is in flight
-#endif
+  CopyFence copied;  // pending while a prefetch may still be in flight
 };
 
 SequentialCpuOffload::SequentialCpuOffload(std::vector<OffloadComponent> components, c10::Device execution_device)
@@ -81,9 +71,7 @@ SequentialCpuOffload::~SequentialCpuOffload() { uninstall(this); }
 void SequentialCpuOffload::evict_unit(Unit& unit) {
   unit.host.to_host(unit.apply);
   unit.resident = false;
-#ifdef ND_WITH_TORCH_CUDA
-  unit.copied.reset();
-#endif
+  unit.copied = CopyFence();
 }
 
 void SequentialCpuOffload::deactivate(std::size_t slot) {
@@ -134,44 +122,19 @@ std::size_t SequentialCpuOffload::resident_units() const {
 }
 
 void SequentialCpuOffload::load_unit(Unit& unit) {
-#ifdef ND_WITH_TORCH_CUDA
-  if (unit.resident && unit.copied) {
+  if (unit.resident) {
     // Prefetched on the side stream: the compute stream waits for that copy, not the CPU.
-    unit.copied->block(c10::cuda::getCurrentCUDAStream(device_.index()));
-    unit.copied.reset();
+    unit.copied.wait(device_);
     return;
   }
-#endif
-  if (unit.resident) return;
   unit.host.to_device(unit.apply, device_);
   unit.resident = true;
 }
 
 void SequentialCpuOffload::prefetch_unit(Unit& unit) {
   if (unit.resident) return;
-#ifdef ND_WITH_TORCH_CUDA
-  if (device_.is_cuda()) {
-    const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(device_.index());
-    const c10::cuda::CUDAStream copy = side_stream(SideStream::kWeightCopy, device_.index());
-    {
-      const c10::cuda::CUDAStreamGuard on_copy_stream(copy);
-      std::size_t i = 0;
-      const std::vector<at::Tensor>& host = unit.host.tensors();
-      unit.apply([&](const at::Tensor&) {
-        at::Tensor t = host.at(i++).to(device_, /*non_blocking=*/true);
-        // Allocated on the copy stream, read on the compute stream: the caching allocator must not
-        // hand the block out again before the compute stream is done with it.
-        t.record_stream(compute.unwrap());
-        return t;
-      });
-      unit.copied = std::make_unique<at::cuda::CUDAEvent>();
-      unit.copied->record(copy);
-    }
-    unit.resident = true;
-    return;
-  }
-#endif
-  load_unit(unit);  // no second stream: a plain copy
+  unit.copied = unit.host.to_device_async(unit.apply, device_);
+  unit.resident = true;
 }
 
 void SequentialCpuOffload::enter(const void* address) {

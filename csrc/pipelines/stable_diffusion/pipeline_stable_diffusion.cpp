@@ -28,7 +28,7 @@ at::Tensor StableDiffusionPipeline::encode_text(const std::vector<std::string>& 
   if (!tokenizer_ || !text_encoder_) {
     throw ValueError("a prompt needs the pipeline's tokenizer and text_encoder; pass prompt_embeds instead");
   }
-  use_component("text_encoder");
+  use_component("text_encoder", component_after_prompt());
   const at::Tensor ids = tokenize_padded(*tokenizer_, texts, max_length).to(text_encoder_->device());
   if (!clip_skip) return text_encoder_->forward(ids, std::nullopt, false).last_hidden_state;
   // Ref: diffusers encode_prompt: hidden_states[-(clip_skip + 1)], then the final LayerNorm.

@@ -69,6 +69,9 @@ class StableDiffusionPipeline : public ModelOffloadSupport {
   at::Tensor denoise(const StableDiffusionRequest& r, StepTensors tensors, const TimestepWindow& window);
   c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
+  // What the pipeline runs once the prompt is encoded: its text encoder's weights hand over to it.
+  virtual std::string component_after_prompt() const { return "unet"; }
+
   std::shared_ptr<CLIPTokenizer> tokenizer_;
   std::shared_ptr<CLIPTextModel> text_encoder_;
   std::shared_ptr<UNet2DConditionModel> unet_;

@@ -22,6 +22,8 @@ class StableDiffusionImg2ImgPipeline : public StableDiffusionPipeline {
   at::Tensor run(const StableDiffusionImg2ImgRequest& request);
 
  private:
+  // The init image's encode runs between the prompt and the UNet.
+  std::string component_after_prompt() const override { return "vae"; }
   at::Tensor prepare_latents(const at::Tensor& image, const at::Tensor& timestep, int64_t batch_size,
                              at::ScalarType dtype, const std::vector<at::Generator>& generators);
 };

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
+
 #include "core/errors.h"
 #include "core/host_sync_check.h"
 #include "core/progress_bar.h"
@@ -39,7 +41,7 @@ StableDiffusionXLPipeline::StableDiffusionXLPipeline(
 
 std::pair<at::Tensor, at::Tensor> StableDiffusionXLPipeline::encode_with_all_encoders(
     const std::vector<std::vector<std::string>>& texts, std::optional<int64_t> max_length,
-    std::optional<int64_t> clip_skip, at::Tensor pooled) const {
+    std::optional<int64_t> clip_skip, at::Tensor pooled, bool last_pass) const {
   // Ref: diffusers encode_prompt zips [prompt, prompt_2] with the encoders present, so with only
   // text_encoder_2 (the refiner) it receives `prompt`, not `prompt_2`.
   std::vector<std::pair<const CLIPTokenizer*, const CLIPTextModel*>> encoders;
@@ -49,10 +51,15 @@ std::pair<at::Tensor, at::Tensor> StableDiffusionXLPipeline::encode_with_all_enc
     throw ValueError("a prompt needs the pipeline's tokenizers and text encoders; pass prompt_embeds and "
                      "pooled_prompt_embeds instead");
   }
+  const auto component_name = [&](std::size_t i) -> std::string {
+    return encoders[i].second == text_encoder_.get() ? "text_encoder" : "text_encoder_2";
+  };
+  const std::size_t count = std::min(encoders.size(), texts.size());
   std::vector<at::Tensor> hidden;
-  for (std::size_t i = 0; i < encoders.size() && i < texts.size(); ++i) {
+  for (std::size_t i = 0; i < count; ++i) {
     const auto [tokenizer, encoder] = encoders[i];
-    use_component(encoder == text_encoder_.get() ? "text_encoder" : "text_encoder_2");
+    const std::string next = i + 1 < count ? component_name(i + 1) : last_pass ? component_after_prompt() : "";
+    use_component(component_name(i), next);
     const int64_t length = max_length.value_or(tokenizer->model_max_length().value_or(77));
     const at::Tensor input_ids = tokenize_padded(*tokenizer, texts[i], length).to(encoder->device());
     const CLIPTextOutput out = encoder->forward(input_ids, std::nullopt, true);
@@ -76,10 +83,14 @@ SDXLPromptEmbeds StableDiffusionXLPipeline::encode_prompt(const StableDiffusionX
   SDXLPromptEmbeds e;
   e.prompt_embeds = r.prompt_embeds;
   e.pooled_prompt_embeds = r.pooled_prompt_embeds;
+  const bool zero_out_negative_prompt = !r.negative_prompt && force_zeros_for_empty_prompt_;
+  const bool encode_negative =
+      do_classifier_free_guidance && !r.negative_prompt_embeds.defined() && !zero_out_negative_prompt;
   if (!e.prompt_embeds.defined()) {
     const std::vector<std::string>& prompt_2 = r.prompt_2.empty() ? r.prompt : r.prompt_2;
     std::tie(e.prompt_embeds, e.pooled_prompt_embeds) =
-        encode_with_all_encoders({r.prompt, prompt_2}, std::nullopt, r.clip_skip, e.pooled_prompt_embeds);
+        encode_with_all_encoders({r.prompt, prompt_2}, std::nullopt, r.clip_skip, e.pooled_prompt_embeds,
+                                 /*last_pass=*/!encode_negative);
   }
   const int64_t batch = e.prompt_embeds.size(0);
   if (!e.pooled_prompt_embeds.defined()) {
@@ -90,11 +101,10 @@ SDXLPromptEmbeds StableDiffusionXLPipeline::encode_prompt(const StableDiffusionX
 
   e.negative_prompt_embeds = r.negative_prompt_embeds;
   e.negative_pooled_prompt_embeds = r.negative_pooled_prompt_embeds;
-  const bool zero_out_negative_prompt = !r.negative_prompt && force_zeros_for_empty_prompt_;
   if (do_classifier_free_guidance && !e.negative_prompt_embeds.defined() && zero_out_negative_prompt) {
     e.negative_prompt_embeds = at::zeros_like(e.prompt_embeds);
     e.negative_pooled_prompt_embeds = at::zeros_like(e.pooled_prompt_embeds);
-  } else if (do_classifier_free_guidance && !e.negative_prompt_embeds.defined()) {
+  } else if (encode_negative) {
     const std::vector<std::string> negative =
         r.negative_prompt.value_or(std::vector<std::string>(static_cast<std::size_t>(batch), ""));
     const std::vector<std::string> negative_2 = r.negative_prompt_2.value_or(negative);
@@ -108,7 +118,7 @@ SDXLPromptEmbeds StableDiffusionXLPipeline::encode_prompt(const StableDiffusionX
     // Ref: the negative prompt is padded to the prompt embeddings' length and never uses clip_skip.
     std::tie(e.negative_prompt_embeds, e.negative_pooled_prompt_embeds) =
         encode_with_all_encoders({negative, negative_2}, e.prompt_embeds.size(1), std::nullopt,
-                                 e.negative_pooled_prompt_embeds);
+                                 e.negative_pooled_prompt_embeds, /*last_pass=*/true);
   }
   if (do_classifier_free_guidance && !e.negative_pooled_prompt_embeds.defined()) {
     throw ValueError("If `negative_prompt_embeds` are provided, `negative_pooled_prompt_embeds` also have to be "

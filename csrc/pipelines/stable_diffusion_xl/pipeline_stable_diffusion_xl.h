@@ -107,6 +107,9 @@ class StableDiffusionXLPipeline : public ModelOffloadSupport {
                      const TimestepWindow& window, int64_t num_warmup_steps);
   c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
+  // What the pipeline runs once the prompt is encoded: its text encoder's weights hand over to it.
+  virtual std::string component_after_prompt() const { return "unet"; }
+
   std::shared_ptr<CLIPTokenizer> tokenizer_, tokenizer_2_;
   std::shared_ptr<CLIPTextModel> text_encoder_, text_encoder_2_;
   std::shared_ptr<UNet2DConditionModel> unet_;
@@ -116,10 +119,11 @@ class StableDiffusionXLPipeline : public ModelOffloadSupport {
 
  private:
   // The penultimate (or clip_skip-selected) hidden states of every encoder, concatenated, and the
-  // pooled projection of the last encoder that has one.
+  // pooled projection of the last encoder that has one. `last_pass`: no other prompt is encoded
+  // after this one, so the component after the prompt may start copying.
   std::pair<at::Tensor, at::Tensor> encode_with_all_encoders(
       const std::vector<std::vector<std::string>>& texts, std::optional<int64_t> max_length,
-      std::optional<int64_t> clip_skip, at::Tensor pooled) const;
+      std::optional<int64_t> clip_skip, at::Tensor pooled, bool last_pass) const;
 };
 
 }  // namespace nd

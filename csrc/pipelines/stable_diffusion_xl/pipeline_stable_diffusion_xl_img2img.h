@@ -22,6 +22,8 @@ class StableDiffusionXLImg2ImgPipeline : public StableDiffusionXLPipeline {
   at::Tensor run(const StableDiffusionXLRequest& request);
 
  private:
+  // The init image's encode runs between the prompt and the UNet.
+  std::string component_after_prompt() const override { return "vae"; }
   // Ref: diffusers StableDiffusionXLImg2ImgPipeline._get_add_time_ids: (positive, negative).
   std::pair<at::Tensor, at::Tensor> get_add_time_ids(const StableDiffusionXLRequest& r, const ImageSize& original,
                                                      const ImageSize& target, const ImageSize& negative_original,

@@ -60,6 +60,34 @@ TEST(ModelCpuOffload, OnlyTheActivatedComponentIsResident) {
   EXPECT_TRUE(offload.resident().empty());
 }
 
+TEST(ModelCpuOffload, APrefetchedComponentWaitsForItsActivation) {
+  Fixture f;
+  ModelCpuOffload offload(f.components(), c10::Device(c10::kCPU));
+  offload.activate("text_encoder");
+  offload.prefetch("unet");  // copies while the text encoder computes
+  EXPECT_EQ(offload.resident(), (std::vector<std::string>{"text_encoder", "unet"}));
+  offload.activate("text_encoder");  // the negative prompt: same encoder, the prefetch stays
+  offload.prefetch("unet");
+  EXPECT_EQ(offload.resident(), (std::vector<std::string>{"text_encoder", "unet"}));
+  offload.activate("unet");
+  EXPECT_EQ(offload.resident(), std::vector<std::string>{"unet"});
+  offload.prefetch("unet");  // already active: nothing to do
+  offload.prefetch("text_encoder_2");  // absent from this pipeline: ignored
+  EXPECT_EQ(offload.resident(), std::vector<std::string>{"unet"});
+}
+
+TEST(ModelCpuOffload, AHintThatDoesNotComeTrueIsSentHome) {
+  Fixture f;
+  ModelCpuOffload offload(f.components(), c10::Device(c10::kCPU));
+  offload.activate("unet");
+  offload.prefetch("vae");
+  offload.activate("text_encoder");  // not the component announced: the prefetch is undone
+  EXPECT_EQ(offload.resident(), std::vector<std::string>{"text_encoder"});
+  offload.prefetch("vae");
+  offload.offload_all();
+  EXPECT_TRUE(offload.resident().empty());
+}
+
 TEST(ModelCpuOffload, SendingHomeRestoresTheHostWeightsThemselves) {
   Fixture f;
   const at::Tensor original = f.unet->weight.clone();
@@ -70,6 +98,16 @@ TEST(ModelCpuOffload, SendingHomeRestoresTheHostWeightsThemselves) {
   offload.activate("vae");
   EXPECT_EQ(f.unet->weight.data_ptr(), host);  // no copy back: the host weights never changed
   EXPECT_TRUE(at::equal(f.unet->weight, original));
+}
+
+TEST(CopyFence, AHostCopyLeavesNothingToWaitFor) {
+  TwoTensorModel model;
+  const ApplyFn apply = [&model](const ParameterFn& fn) { model.apply(fn); };
+  const HostWeights host(apply, /*pin=*/false);
+  CopyFence fence = host.to_device_async(apply, c10::Device(c10::kCPU));
+  EXPECT_FALSE(fence.pending());
+  fence.wait(c10::Device(c10::kCPU));
+  EXPECT_TRUE(at::equal(model.weight, host.tensors()[0]));
 }
 
 }  // namespace
