@@ -32,6 +32,14 @@ def _clip_text_config(transformers, hidden, layers, heads, intermediate, project
         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
 
 
+def sdxl_vae(diffusers):
+    """The SDXL VAE's sizes (shared by base and refiner); upcast to float32 around each use."""
+    return diffusers.AutoencoderKL(
+        block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4, sample_size=1024,
+        scaling_factor=0.13025, force_upcast=True)
+
+
 def build_sdxl_refiner(folder, dtype):
     import diffusers
     import transformers
@@ -47,10 +55,7 @@ def build_sdxl_refiner(folder, dtype):
         attention_head_dim=(6, 12, 24, 24), transformer_layers_per_block=4, cross_attention_dim=1280,
         use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
         projection_class_embeddings_input_dim=2560)
-    vae = diffusers.AutoencoderKL(
-        block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4, sample_size=1024,
-        scaling_factor=0.13025, force_upcast=True)
+    vae = sdxl_vae(diffusers)
     text_encoder_2 = transformers.CLIPTextModelWithProjection(
         _clip_text_config(transformers, 1280, 32, 20, 5120, 1280))
     write_clip_vocabulary(os.path.join(folder, "tok"))

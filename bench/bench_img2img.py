@@ -1,13 +1,17 @@
-"""Ours vs diffusers, side by side in one run on one machine: Stable Diffusion 1.5 image-to-image.
+"""Ours vs diffusers, side by side in one run on one machine: Stable Diffusion 1.5 and SDXL image-to-image.
 
-Builds a random-weight checkpoint with diffusers/transformers (``--config sd15`` uses SD 1.5's real sizes:
-UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8), the SD VAE, CLIP ViT-L
-text encoder; speed does not depend on weight values), loads it with both libraries exactly as the guide does,
-and prints UNet ms per step, VAE decode ms, end-to-end seconds, peak GPU memory and ours/diffusers ratios,
-with the device, torch version and date. Medians of ``--runs`` after a warm-up, synchronised around each.
+Builds a random-weight checkpoint with diffusers/transformers (speed does not depend on weight values):
+``--config sd15`` uses SD 1.5's real sizes (UNet2DConditionModel(sample_size=64, cross_attention_dim=768,
+attention_head_dim=8), the SD VAE, CLIP ViT-L text encoder; 512x512, strength 0.8); ``--config sdxl`` SDXL
+base's (the 320/640/1280 UNet with 1/2/10 transformer layers, CLIP ViT-L and OpenCLIP bigG text encoders, the
+SDXL VAE; 1024x1024, strength 0.3). Both libraries load it exactly as the guide does; the script prints UNet ms
+per step (ours also with NCHW activations, to show what channels-last buys), VAE encode and decode ms,
+end-to-end seconds, peak GPU memory and ours/diffusers ratios, with the device, torch version and date.
+Medians of ``--runs`` after a warm-up, synchronised around each.
 
     python bench/bench_img2img.py --config sd15 --device cuda --dtype float16   # the GPU table
     python bench/bench_img2img.py --config sd15 --device cuda --offload none,model,sequential  # issue 5's table
+    python bench/bench_img2img.py --config sdxl --device cuda --offload none,model,sequential
     python bench/bench_img2img.py --config tiny --device cpu                    # a quick CPU check
 """
 
@@ -32,6 +36,8 @@ def build_checkpoint(folder: str, config: str, dtype: torch.dtype) -> str:
 
     if config == "tiny":
         return make_tiny_sd_checkpoint(folder)
+    if config == "sdxl":
+        return build_sdxl_base(folder, dtype)
     torch.manual_seed(0)
     unet = diffusers.UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
     vae = diffusers.AutoencoderKL(
@@ -50,6 +56,39 @@ def build_checkpoint(folder: str, config: str, dtype: torch.dtype) -> str:
                                              scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                              requires_safety_checker=False)
     path = folder + "/sd15"
+    pipe.to(dtype).save_pretrained(path, variant="fp16" if dtype == torch.float16 else None)
+    return path
+
+
+def build_sdxl_base(folder: str, dtype: torch.dtype) -> str:
+    import diffusers
+    import transformers
+
+    from bench_guide_models import _clip_text_config, sdxl_vae
+    from native_diffusers.utils.clip_vocab import write_clip_vocabulary
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(5, 10, 20), transformer_layers_per_block=(1, 2, 10), cross_attention_dim=2048,
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816)
+    vae = sdxl_vae(diffusers)
+    text_encoder = transformers.CLIPTextModel(_clip_text_config(transformers, 768, 12, 12, 3072, 768))
+    text_encoder_2 = transformers.CLIPTextModelWithProjection(
+        _clip_text_config(transformers, 1280, 32, 20, 5120, 1280))
+    write_clip_vocabulary(folder + "/tok")
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(folder + "/tok")
+    tokenizer_2 = transformers.CLIPTokenizer.from_pretrained(folder + "/tok", pad_token="!")
+    scheduler = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                                 steps_offset=1, timestep_spacing="leading")
+    pipe = diffusers.StableDiffusionXLPipeline(
+        vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler, force_zeros_for_empty_prompt=True,
+        add_watermarker=False)
+    path = folder + "/sdxl"
     pipe.to(dtype).save_pretrained(path, variant="fp16" if dtype == torch.float16 else None)
     return path
 
@@ -77,7 +116,7 @@ def call_pipe(pipe, args, init_image):
                 num_inference_steps=args.steps, generator=torch.Generator().manual_seed(0)).images[0]
 
 
-def measure_parts(pipe, device, args):
+def measure_parts(pipe, device, args, name):
     """UNet step (batch 2: guidance), VAE encode and decode, each alone, in ms."""
     latents_hw = args.height // pipe.vae_scale_factor
     unet, vae = pipe.unet, pipe.vae
@@ -85,14 +124,35 @@ def measure_parts(pipe, device, args):
     sample = torch.randn(2, 4, latents_hw, latents_hw, device=device, dtype=dtype)
     context = torch.randn(2, 77, unet.config.cross_attention_dim, device=device, dtype=dtype)
     t = torch.tensor(500, device=device)
+    added = None
+    if unet.config.addition_embed_type == "text_time":  # SDXL: pooled text embeddings and 6 size/crop ids
+        pooled_dim = unet.config.projection_class_embeddings_input_dim - 6 * unet.config.addition_time_embed_dim
+        added = {"text_embeds": torch.randn(2, pooled_dim, device=device, dtype=dtype),
+                 "time_ids": torch.tensor([[args.height, args.height, 0, 0, args.height, args.height]] * 2,
+                                          device=device, dtype=dtype)}
     latents = torch.randn(1, 4, latents_hw, latents_hw, device=device, dtype=vae.dtype)
     pixels = torch.rand(1, 3, args.height, args.height, device=device, dtype=vae.dtype) * 2 - 1
+
+    def unet_step():
+        return unet(sample, t, context, added_cond_kwargs=added)
+
     with torch.no_grad():
-        return {
-            "unet_ms": timed(lambda: unet(sample, t, context), device, args.runs * 3) * 1e3,
+        parts = {
+            "unet_ms": timed(unet_step, device, args.runs * 3) * 1e3,
             "encode_ms": timed(lambda: vae.encode(pixels), device, args.runs * 3) * 1e3,
             "decode_ms": timed(lambda: vae.decode(latents), device, args.runs * 3) * 1e3,
         }
+    if name == "native_diffusers" and device.type == "cuda":
+        # The same step with NCHW activations and weights: what the channels-last default buys.
+        from native_diffusers import _C
+
+        mode = _C.channels_last_mode()
+        _C.set_channels_last_mode("off")
+        unet.to(device)  # lays the convolution weights out again
+        parts["unet_nchw_ms"] = timed(unet_step, device, args.runs * 3) * 1e3
+        _C.set_channels_last_mode(mode)
+        unet.to(device)
+    return parts
 
 
 def place(pipe, mode, device):
@@ -120,7 +180,7 @@ def measure(name, load, device, args, init_image, mode):
     first_image_s = time.perf_counter() - start
     result = {"name": name, "mode": mode, "first_image_s": first_image_s}
     if mode == "none":
-        result.update(measure_parts(pipe, device, args))
+        result.update(measure_parts(pipe, device, args, name))
     runs = 1 if mode == "sequential" else args.runs  # diffusers' sequential offload takes ~20 s a run
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -137,6 +197,12 @@ def ratio(ours, ref, key, invert=False):
         return "n/a"
     value = ref[key] / ours[key] if invert else ours[key] / ref[key]
     return f"{value:.2f}x"
+
+
+def _channels_last_label():
+    from native_diffusers import _C
+
+    return _C.channels_last_mode()
 
 
 def print_tables(results, args, dtype, device):
@@ -161,6 +227,10 @@ def print_tables(results, args, dtype, device):
               f"{ratio(ours, ref, 'encode_ms')} | {ratio(ours, ref, 'decode_ms')} | {ratio(ours, ref, 'e2e_s')} | "
               f"{ratio(ours, ref, 'peak_gib')} | {ratio(ours, ref, 'reserved_gib')} | "
               f"{ratio(ours, ref, 'first_image_s')} |")
+        if "unet_nchw_ms" in ours:
+            print(f"\nOur UNet step with NCHW activations and weights: {ours['unet_nchw_ms']:.2f} ms "
+                  f"(channels-last ({_channels_last_label()}) is {ours['unet_nchw_ms'] / ours['unet_ms']:.2f}x "
+                  "as fast).")
     modes = [m for m in ("none", "model", "sequential") if ("diffusers", m) in by and ("native_diffusers", m) in by]
     if len(modes) > 1:
         print("\n| placement | diffusers s | ours s | ours/diffusers time | diffusers peak allocated GiB | ours peak "
@@ -175,19 +245,20 @@ def print_tables(results, args, dtype, device):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=["tiny", "sd15"], default="tiny")
+    parser.add_argument("--config", choices=["tiny", "sd15", "sdxl"], default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
     parser.add_argument("--height", type=int, default=None)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--strength", type=float, default=0.8)
+    parser.add_argument("--strength", type=float, default=None, help="default: 0.8 (SD 1.5), 0.3 (SDXL)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--offload", default="none", help="comma-separated placements: none, model, sequential")
     parser.add_argument("--prompt", default="Astronaut in a jungle, cold color palette, muted colors, detailed, 8k")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
-    args.height = args.height or (512 if args.config == "sd15" else 64)
+    args.height = args.height or {"sd15": 512, "sdxl": 1024}.get(args.config, 64)
+    args.strength = args.strength if args.strength is not None else (0.3 if args.config == "sdxl" else 0.8)
     modes = [m.strip() for m in args.offload.split(",") if m.strip()]
     if "none" not in modes:
         modes.insert(0, "none")
@@ -202,7 +273,7 @@ def main():
     init_image = PIL.Image.fromarray(rng.integers(0, 256, (args.height, args.height, 3), dtype=np.uint8))
     with tempfile.TemporaryDirectory() as tmp:
         path = build_checkpoint(tmp, args.config, dtype)
-        variant = "fp16" if (args.config == "sd15" and dtype == torch.float16) else None
+        variant = "fp16" if (args.config != "tiny" and dtype == torch.float16) else None
         loaders = {
             "diffusers": lambda: diffusers.AutoPipelineForImage2Image.from_pretrained(
                 path, torch_dtype=dtype, variant=variant, safety_checker=None),

@@ -9,12 +9,12 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl
 #   .venv/bin/pip download pytest pluggy iniconfig --no-deps --only-binary=:all: --python-version 3.12 -d .whl
 #   device run: bash bench/run_gpu.sh [PHASE...]      carry: [".whl", "tests/data"]
-# Phases (default: all, in this order): build tests kernels sd15 sdxl kandinsky
+# Phases (default: all, in this order): build tests kernels sd15 sdxl sdxl_refiner kandinsky
 set -uo pipefail
 OUT="${OUT:-out}"
 mkdir -p "$OUT"
 PHASES=("$@")
-[ ${#PHASES[@]} -eq 0 ] && PHASES=(build tests kernels sd15 sdxl kandinsky)
+[ ${#PHASES[@]} -eq 0 ] && PHASES=(build tests kernels sd15 sdxl sdxl_refiner kandinsky)
 has() { local p; for p in "${PHASES[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 # Each phase gets a wall-clock cap so one hang cannot eat the session's device time.
 phase() { local name=$1 limit=$2; shift 2; echo "== $name (limit ${limit}s)"; local t0=$SECONDS
@@ -42,6 +42,8 @@ fi
 has kernels && phase bench_kernels 120 python bench/bench_kernels.py
 has sd15 && phase bench_sd15 600 python bench/bench_img2img.py --config sd15 --device cuda --dtype float16 \
   --offload none,model,sequential
-has sdxl && phase bench_sdxl_refiner 600 python bench/bench_guide_models.py --model sdxl_refiner --size full --device cuda
+has sdxl && phase bench_sdxl 600 python bench/bench_img2img.py --config sdxl --device cuda --dtype float16 \
+  --offload none,model,sequential --runs 2
+has sdxl_refiner && phase bench_sdxl_refiner 600 python bench/bench_guide_models.py --model sdxl_refiner --size full --device cuda
 has kandinsky && phase bench_kandinsky22 600 python bench/bench_guide_models.py --model kandinsky22 --size full --device cuda
 exit 0

@@ -1,12 +1,14 @@
 // native_diffusers._C.ops: the fused ops as the engine runs them (CUDA kernel where it applies, the
 // ATen composition elsewhere), for the kernel parity tests and bench/bench_kernels.py; and the
-// process-wide switches for the kernels, CUDA graphs and the per-step host-sync check.
+// process-wide switches for the kernels, CUDA graphs, the activation layout and the per-step
+// host-sync check.
 #include <pybind11/pybind11.h>
 #include <torch/extension.h>
 
 #include "core/cuda_graph.h"
 #include "core/fused_ops.h"
 #include "core/host_sync_check.h"
+#include "core/memory_format.h"
 
 namespace py = pybind11;
 
@@ -17,6 +19,10 @@ void bind_kernels(py::module_& m) {
   m.def("set_cuda_graphs_enabled", &set_cuda_graphs_enabled, py::arg("enabled"));
   m.def("host_sync_check_enabled", &host_sync_check_enabled);
   m.def("set_host_sync_check_enabled", &set_host_sync_check_enabled, py::arg("enabled"));
+  m.def("channels_last_mode", [] { return to_string(channels_last_mode()); });
+  m.def(
+      "set_channels_last_mode",
+      [](const std::string& mode) { set_channels_last_mode(parse_channels_last_mode(mode)); }, py::arg("mode"));
   m.def("fused_kernels_available", &fused_kernels_available);
   m.def("fused_kernels_enabled", &fused_kernels_enabled);
   m.def("set_fused_kernels_enabled", &set_fused_kernels_enabled, py::arg("enabled"));

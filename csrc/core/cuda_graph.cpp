@@ -19,6 +19,7 @@
 
 #include "core/cuda_streams.h"
 #include "core/fused_ops.h"
+#include "core/memory_format.h"
 
 namespace nd {
 namespace {
@@ -165,9 +166,9 @@ at::Tensor CudaGraphCache::run(const std::vector<at::Tensor>& inputs, const Body
   const c10::cuda::CUDAGuard device_guard(*device);
   std::lock_guard<std::mutex> lock(mutex_);
 
-  // The kernel switches are part of what a graph recorded: flipping one must capture anew.
+  // The kernel and layout switches are part of what a graph recorded: flipping one must capture anew.
   const std::string signature = tensor_signature(inputs) + (fused_kernels_enabled() ? "K" : "k") +
-                                (fused_attention_enabled() ? "A" : "a");
+                                (fused_attention_enabled() ? "A" : "a") + (channels_last_on(*device) ? "L" : "l");
   Entry* entry = nullptr;
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     if ((*it)->signature != signature) continue;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
+#include "core/memory_format.h"
 #include "core/fused_ops.h"
 
 namespace nd {
@@ -12,7 +13,7 @@ ParameterFn move_and_cast(std::optional<c10::Device> device, std::optional<at::S
     at::Tensor out = t;
     if (device) out = out.to(*device);
     if (dtype && at::isFloatingType(out.scalar_type())) out = out.to(*dtype);
-    return out;
+    return in_parameter_layout(out);
   };
 }
 

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
+#include "core/memory_format.h"
+
 #ifdef ND_WITH_TORCH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -35,10 +37,16 @@ void CopyFence::wait(c10::Device device) {
   event_.reset();
 }
 
-HostWeights::HostWeights(const ApplyFn& apply, bool pin) {
+HostWeights::HostWeights(const ApplyFn& apply, c10::Device target) {
+  // Pinned memory needs a CUDA context; for another target plain host memory serves (and the moves
+  // are synchronous copies).
+  const bool pin = target.is_cuda() && at::hasCUDA();
   apply([&](const at::Tensor& t) {
     at::Tensor host = t.device().is_cpu() ? t : t.to(at::kCPU);
-    if (pin && !host.is_pinned()) host = host.pin_memory();
+    if (host.dim() == 4) {
+      host = host.contiguous(channels_last_on(target) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+    }
+    if (pin && !host.is_pinned()) host = host.pin_memory();  // keeps the strides
     host_.push_back(host);
     return host;
   });
@@ -90,11 +98,8 @@ void HostWeights::to_host(const ApplyFn& apply, const std::vector<bool>* mask) c
 
 ModelCpuOffload::ModelCpuOffload(std::vector<Component> components, c10::Device execution_device)
     : device_(execution_device) {
-  // Pinned memory needs a CUDA context; with an execution device that is not CUDA plain host
-  // memory serves (and the moves are synchronous copies).
-  const bool pin = execution_device.is_cuda() && at::hasCUDA();
   for (Component& component : components) {
-    HostWeights host(component.apply, pin);
+    HostWeights host(component.apply, execution_device);
     slots_.push_back(Slot{std::move(component), std::move(host), State::kHost, {}});
   }
 }

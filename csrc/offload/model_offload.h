@@ -66,8 +66,10 @@ class CopyFence {
 class HostWeights {
  public:
   HostWeights() = default;
-  // Moves the component's parameters to host memory (pinned if `pin`) and keeps them.
-  HostWeights(const ApplyFn& apply, bool pin);
+  // Moves the component's parameters to host memory and keeps them: pinned when `target` is a CUDA
+  // device, and in the layout `target` keeps (channels-last convolution weights), so that every copy
+  // to it is one straight DMA.
+  HostWeights(const ApplyFn& apply, c10::Device target);
   // Points the component (or the subset `mask` selects, in visit order) at device copies.
   void to_device(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask = nullptr) const;
   // Like to_device, but queued on the weight-copy side stream so that it overlaps compute on the

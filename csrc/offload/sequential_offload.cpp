@@ -44,17 +44,16 @@ struct SequentialCpuOffload::Unit {
 
 SequentialCpuOffload::SequentialCpuOffload(std::vector<OffloadComponent> components, c10::Device execution_device)
     : device_(execution_device) {
-  const bool pin = execution_device.is_cuda() && at::hasCUDA();
   for (OffloadComponent& component : components) {
     Slot slot{std::move(component), {}, {}, false};
-    slot.host = HostWeights(slot.component.apply, pin);
+    slot.host = HostWeights(slot.component.apply, execution_device);
     // Parameters a block owns move with the block; the rest move with the component.
     std::unordered_set<const void*> in_blocks;
     if (slot.component.units) {
       slot.component.units([&](const void* address, ApplyFn apply) {
         auto unit = std::make_unique<Unit>();
         unit->apply = std::move(apply);
-        unit->host = HostWeights(unit->apply, pin);  // the component's host tensors, already pinned
+        unit->host = HostWeights(unit->apply, execution_device);  // the component's host tensors as they are
         unit->slot = slots_.size();
         for (const at::Tensor& t : unit->host.tensors()) in_blocks.insert(t.data_ptr());
         unit_index_[address] = units_.size();

@@ -20,6 +20,18 @@ def pytest_configure(config):
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 
+@pytest.fixture
+def engine_layout(request):
+    """The engine's 4-d layout for one test (parametrize with indirect=True): "auto" keeps NCHW on
+    the CPU, "on" makes convolution weights and UNet/VAE activations channels-last, as CUDA runs."""
+    from native_diffusers import _C
+
+    previous = _C.channels_last_mode()
+    _C.set_channels_last_mode(request.param)
+    yield request.param
+    _C.set_channels_last_mode(previous)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_hf_cache(tmp_path_factory, monkeypatch):
     # A user's real cache must never satisfy a test by accident.

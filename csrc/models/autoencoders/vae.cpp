@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
+#include "core/memory_format.h"
 #include "core/random.h"
 
 namespace nd {
@@ -75,12 +76,12 @@ Encoder Encoder::load(const WeightLoader& w, const VaeCoderConfig& c) {
 }
 
 at::Tensor Encoder::forward(const at::Tensor& x) const {
-  at::Tensor h = conv_in_.forward(x);
+  at::Tensor h = conv_in_.forward(in_engine_layout(x));
   for (const DownBlock2D& block : down_blocks_) h = block.forward(h, at::Tensor(), at::Tensor(), nullptr);
   h = mid_block_.forward(h, at::Tensor(), at::Tensor());
   h = act_ == Activation::Silu ? conv_norm_out_.forward(h, at::Tensor(), true)
                                : apply_activation(act_, conv_norm_out_.forward(h));
-  return conv_out_.forward(h);
+  return out_of_engine_layout(conv_out_.forward(h));
 }
 
 void Encoder::apply(const ParameterFn& fn) {
@@ -121,11 +122,12 @@ Decoder Decoder::load(const WeightLoader& w, const VaeCoderConfig& c) {
   return d;
 }
 
-at::Tensor Decoder::forward(const at::Tensor& z, const at::Tensor& zq) const {
+at::Tensor Decoder::forward(const at::Tensor& z, const at::Tensor& zq_in) const {
+  const at::Tensor zq = in_engine_layout(zq_in);
   if (spatial_norm_out_ && !zq.defined()) throw ValueError("a spatial-norm decoder needs the quantized latents");
   // Ref: diffusers Decoder.forward: the latents condition every block as `temb`.
   const at::Tensor temb = spatial_norm_out_ ? zq : at::Tensor();
-  at::Tensor h = conv_in_.forward(z);
+  at::Tensor h = conv_in_.forward(in_engine_layout(z));
   h = mid_block_.forward(h, temb, at::Tensor());
   for (const UpBlock2D& block : up_blocks_) h = block.forward(h, temb, at::Tensor(), nullptr, {});
   if (spatial_norm_out_) {
@@ -134,7 +136,7 @@ at::Tensor Decoder::forward(const at::Tensor& z, const at::Tensor& zq) const {
     h = act_ == Activation::Silu ? conv_norm_out_.forward(h, at::Tensor(), true)
                                  : apply_activation(act_, conv_norm_out_.forward(h));
   }
-  return conv_out_.forward(h);
+  return out_of_engine_layout(conv_out_.forward(h));
 }
 
 void Decoder::apply(const ParameterFn& fn) {

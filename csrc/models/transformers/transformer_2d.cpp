@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "core/memory_format.h"
+
 namespace nd {
 
 Transformer2DModel Transformer2DModel::load(const WeightLoader& w, const Transformer2DConfig& c) {
@@ -44,11 +46,14 @@ at::Tensor Transformer2DModel::forward(const at::Tensor& x, const at::Tensor& co
     h = h.permute({0, 2, 3, 1}).reshape({batch, height * width, inner});  // [B, HW, inner]
   }
   for (const BasicTransformerBlock& block : transformer_blocks_) h = block.forward(h, context);
+  // Back to the engine's layout: channels-last tokens need no copy.
+  const at::MemoryFormat layout =
+      channels_last_on(x.device()) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   if (config_.use_linear_projection) {
     h = proj_out_linear_.forward(h);
-    h = h.reshape({batch, height, width, -1}).permute({0, 3, 1, 2}).contiguous();  // [B, C, H, W]
+    h = h.reshape({batch, height, width, -1}).permute({0, 3, 1, 2}).contiguous(layout);  // [B, C, H, W]
   } else {
-    h = h.reshape({batch, height, width, -1}).permute({0, 3, 1, 2}).contiguous();  // [B, inner, H, W]
+    h = h.reshape({batch, height, width, -1}).permute({0, 3, 1, 2}).contiguous(layout);  // [B, inner, H, W]
     h = proj_out_conv_.forward(h);
   }
   return h + x;

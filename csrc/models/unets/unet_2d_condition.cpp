@@ -4,6 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
+#include "core/memory_format.h"
 #include "offload/streaming.h"
 
 namespace nd {
@@ -387,7 +388,7 @@ at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, 
   const at::Tensor context =
       encoder_hid_proj_ ? encoder_hid_proj_->forward(image_embeds) : encoder_hidden_states;
 
-  at::Tensor h = conv_in_.forward(sample);
+  at::Tensor h = conv_in_.forward(in_engine_layout(sample));
   std::vector<at::Tensor> skips{h};
   for (const DownBlock2D& block : down_blocks_) h = block.forward(h, temb, context, &skips);
   h = mid_block_.forward(h, temb, context);
@@ -405,8 +406,7 @@ at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, 
   }
   h = config_.act_fn == Activation::Silu ? conv_norm_out_.forward(h, at::Tensor(), true)
                                          : apply_activation(config_.act_fn, conv_norm_out_.forward(h));
-  h = conv_out_.forward(h);
-  return h;
+  return out_of_engine_layout(conv_out_.forward(h));
 }
 
 void UNet2DConditionModel::apply(const ParameterFn& fn) {

@@ -94,7 +94,7 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
 
   // Encode the image; the latents are repeated per image, not to the embeddings' batch.
   const at::Tensor image = r.image.to(device, dtype);
-  use_component("movq");
+  use_component("movq", "unet");
   at::Tensor latents = movq_->encode(image).repeat_interleave(n, 0);
   const int64_t model_batch = cfg ? 2 * latents.size(0) : latents.size(0);
   if (model_batch != image_embeds.size(0)) {

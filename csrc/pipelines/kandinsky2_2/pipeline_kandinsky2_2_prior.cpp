@@ -45,7 +45,7 @@ std::pair<at::Tensor, at::Tensor> KandinskyV22PriorPipeline::encode_text(const s
   // the prior gets the tokenizer's mask.
   const CLIPBatchEncoding enc = (*tokenizer_)(texts, PaddingStrategy::kMaxLength, true, max_length);
   const c10::Device device = execution_device();
-  use_component("text_encoder");
+  use_component("text_encoder", "prior");  // the zero image's embedding, if needed, comes after the prior
   const at::Tensor ids = rows_tensor(enc.input_ids).to(text_encoder_->device());
   const at::Tensor mask = rows_tensor(enc.attention_mask).to(at::kBool).to(device);
   return {ids, mask};

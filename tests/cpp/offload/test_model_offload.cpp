@@ -103,7 +103,7 @@ TEST(ModelCpuOffload, SendingHomeRestoresTheHostWeightsThemselves) {
 TEST(CopyFence, AHostCopyLeavesNothingToWaitFor) {
   TwoTensorModel model;
   const ApplyFn apply = [&model](const ParameterFn& fn) { model.apply(fn); };
-  const HostWeights host(apply, /*pin=*/false);
+  const HostWeights host(apply, c10::Device(c10::kCPU));
   CopyFence fence = host.to_device_async(apply, c10::Device(c10::kCPU));
   EXPECT_FALSE(fence.pending());
   fence.wait(c10::Device(c10::kCPU));

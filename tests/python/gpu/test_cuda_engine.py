@@ -140,6 +140,23 @@ def test_guide_torch_compile_reduce_overhead_gives_the_same_image(sd15_shaped_ch
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-3)
 
 
+def test_channels_last_and_nchw_agree_on_gpu(sd15_shaped_checkpoint):
+    # The default on CUDA is channels-last; ND_CHANNELS_LAST=0's NCHW must give the same UNet output.
+    assert _C.channels_last_mode() == "auto"
+    ours = nd.UNet2DConditionModel.from_pretrained(sd15_shaped_checkpoint, subfolder="unet", variant="fp16",
+                                                   torch_dtype=torch.float16).to("cuda")
+    sample, t, context = unet_inputs()
+    channels_last = ours(sample, t, context).sample
+    try:
+        _C.set_channels_last_mode("off")
+        ours.to("cuda")  # the convolution weights back to NCHW
+        nchw = ours(sample, t, context).sample
+    finally:
+        _C.set_channels_last_mode("auto")
+    assert channels_last.is_contiguous()
+    assert relative_l2(channels_last, nchw) <= 2e-3
+
+
 def test_xformers_switch_selects_the_fused_or_the_sdpa_attention(sd15_shaped_checkpoint):
     ours = nd.UNet2DConditionModel.from_pretrained(sd15_shaped_checkpoint, subfolder="unet", variant="fp16",
                                                    torch_dtype=torch.float16).to("cuda")

@@ -77,6 +77,16 @@ def test_img2img_matches_diffusers(pipes, case):
     assert np.abs(got - expected).max() <= FP32_ATOL
 
 
+@pytest.mark.parametrize("engine_layout", ["on"], indirect=True)
+def test_img2img_in_channels_last_matches_diffusers(sd_checkpoint, pipes, engine_layout):
+    # The layout CUDA runs in (channels-last weights and activations), checked here on the CPU.
+    ref, _ = pipes
+    ours = nd.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint).to("cpu")
+    ours.set_progress_bar_config(disable=True)
+    got, expected = _run_both((ref, ours), prompt="a photo of an astronaut", image=_image(), strength=0.8)
+    assert np.abs(got - expected).max() <= FP32_ATOL
+
+
 def test_clip_skip_matches_diffusers_encode_prompt_math(pipes):
     """diffusers 0.40's clip_skip path reads text_encoder.text_model, which transformers 5's
     CLIPTextModel no longer has, so the reference pipeline cannot run it; feed it the embeddings its
