@@ -11,7 +11,7 @@ namespace nd {
 
 enum class SideStream {
   kGraphCapture,  // CUDA graph warm-up and capture (core/cuda_graph)
-  kWeightCopy,    // sequential offload's prefetch of the next block (offload/sequential_offload)
+  kWeightCopy,    // offload prefetch: the next block or the next model (offload/)
 };
 
 c10::cuda::CUDAStream side_stream(SideStream purpose, c10::DeviceIndex device);

@@ -68,15 +68,27 @@ CopyFence HostWeights::to_device_async(const ApplyFn& apply, c10::Device device,
   if (device.is_cuda()) {
     const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(device.index());
     const c10::cuda::CUDAStream copy = side_stream(SideStream::kWeightCopy, device.index());
-    const c10::cuda::CUDAStreamGuard on_copy_stream(copy);
+    // The device copies are allocated for the compute stream, so that their memory goes back to the
+    // pool the compute stream allocates activations from. A block handed out there may have been
+    // freed by work the compute stream has queued, so the copy stream first waits for that work: the
+    // pipeline prefetches right after activating a component and before queuing its compute, so the
+    // copy still overlaps it.
+    at::cuda::CUDAEvent queued;
+    queued.record(compute);
+    queued.block(copy);
     std::size_t i = 0;
     apply([&](const at::Tensor& current) {
       const std::size_t index = i++;
       if (mask && !(*mask)[index]) return current;
-      at::Tensor t = host_.at(index).to(device, /*non_blocking=*/true);
-      // Allocated on the copy stream, read on the compute stream: the caching allocator must not
-      // hand the block out again before the compute stream is done with it.
-      t.record_stream(compute.unwrap());
+      const at::Tensor& host = host_.at(index);
+      at::Tensor t = at::empty_like(host, host.options().device(device));  // keeps the host's layout
+      {
+        const c10::cuda::CUDAStreamGuard on_copy_stream(copy);
+        t.copy_(host, /*non_blocking=*/true);
+      }
+      // Dropped before its activation (a prefetch that did not come true), the block must not be
+      // handed out again while the copy stream still writes it.
+      t.record_stream(copy.unwrap());
       return t;
     });
     fence.event_ = std::make_unique<CopyFence::Event>();
