@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "core/memory_format.h"
 
 #ifdef ND_WITH_TORCH_CUDA
@@ -37,27 +40,99 @@ void CopyFence::wait(c10::Device device) {
   event_.reset();
 }
 
+namespace {
+
+// Device copies keep the host strides, and every offset in a block is a multiple of this, so any
+// parameter view is aligned for vectorised kernels.
+constexpr int64_t kBlockAlignment = 256;
+
+int64_t aligned(int64_t bytes) { return (bytes + kBlockAlignment - 1) / kBlockAlignment * kBlockAlignment; }
+
+// A parameter as its target keeps it on the host: in host memory, dense, channels-last if the
+// target's layout says so.
+at::Tensor prepared_for(const at::Tensor& t, c10::Device target) {
+  at::Tensor host = t.device().is_cpu() ? t : t.to(at::kCPU);
+  if (host.dim() == 4) {
+    return host.contiguous(channels_last_on(target) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  }
+  return host.is_non_overlapping_and_dense() ? host : host.contiguous();
+}
+
+// A tensor shaped and strided like `like`, over `block`'s memory from `byte_offset` on.
+at::Tensor view_in(const at::Tensor& block, int64_t byte_offset, const at::Tensor& like) {
+  const int64_t item = static_cast<int64_t>(like.element_size());
+  return at::empty({0}, like.options().device(block.device()).pinned_memory(false))
+      .set_(block.storage(), (block.storage_offset() + byte_offset) / item, like.sizes(), like.strides());
+}
+
+// Bytes a dense tensor spans in its storage, from its first element.
+int64_t span_bytes(const at::Tensor& t) { return t.numel() * static_cast<int64_t>(t.element_size()); }
+
+}  // namespace
+
 HostWeights::HostWeights(const ApplyFn& apply, c10::Device target) {
   // Pinned memory needs a CUDA context; for another target plain host memory serves (and the moves
   // are synchronous copies).
   const bool pin = target.is_cuda() && at::hasCUDA();
+  std::vector<at::Tensor> prepared;
   apply([&](const at::Tensor& t) {
-    at::Tensor host = t.device().is_cpu() ? t : t.to(at::kCPU);
-    if (host.dim() == 4) {
-      host = host.contiguous(channels_last_on(target) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+    prepared.push_back(prepared_for(t, target));
+    return t;
+  });
+
+  // Already one block, in order (sequential offload's blocks within their component's block)?
+  bool packed = !prepared.empty();
+  int64_t begin = INT64_MAX, end = 0, previous_end = 0;
+  for (const at::Tensor& t : prepared) {
+    const int64_t offset = t.storage_offset() * static_cast<int64_t>(t.element_size());
+    packed = packed && t.storage().is_alias_of(prepared.front().storage()) && (!pin || t.is_pinned()) &&
+             offset >= previous_end && offset % kBlockAlignment == 0;
+    previous_end = offset + span_bytes(t);
+    begin = std::min(begin, offset);
+    end = std::max(end, previous_end);
+  }
+  if (packed) {
+    block_ = at::empty({0}, at::TensorOptions().dtype(at::kByte)).set_(prepared.front().storage(), begin, {end - begin});
+    for (const at::Tensor& t : prepared) {
+      offsets_.push_back(t.storage_offset() * static_cast<int64_t>(t.element_size()) - begin);
+      host_.push_back(t);
     }
-    if (pin && !host.is_pinned()) host = host.pin_memory();  // keeps the strides
-    host_.push_back(host);
-    return host;
+  } else {
+    int64_t total = 0;
+    for (const at::Tensor& t : prepared) {
+      offsets_.push_back(total);
+      total += aligned(std::max<int64_t>(span_bytes(t), 1));  // an empty tensor gets an address of its own
+    }
+    block_ = at::empty({total}, at::TensorOptions().dtype(at::kByte).pinned_memory(pin));
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      at::Tensor view = view_in(block_, offsets_[i], prepared[i]);
+      view.copy_(prepared[i]);
+      host_.push_back(std::move(view));
+    }
+  }
+  to_host(apply);
+}
+
+void HostWeights::point_at(const ApplyFn& apply, const at::Tensor& block) const {
+  std::size_t i = 0;
+  apply([&](const at::Tensor&) {
+    const std::size_t index = i++;
+    return view_in(block, offsets_.at(index), host_.at(index));
   });
 }
 
 void HostWeights::to_device(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask) const {
+  if (device.is_cpu()) return to_host(apply, mask);
+  if (!mask) {
+    // From pinned memory the copy is queued on the current stream and the CPU goes on.
+    point_at(apply, block_.to(device, /*non_blocking=*/true));
+    return;
+  }
+  // A subset (sequential offload's parameters outside every block) is scattered through the block.
   std::size_t i = 0;
   apply([&](const at::Tensor& current) {
     const std::size_t index = i++;
-    if (mask && !(*mask)[index]) return current;
-    // From pinned memory the copy is queued on the current stream and the CPU goes on.
+    if (!(*mask)[index]) return current;
     return host_.at(index).to(device, /*non_blocking=*/true);
   });
 }
@@ -65,38 +140,32 @@ void HostWeights::to_device(const ApplyFn& apply, c10::Device device, const std:
 CopyFence HostWeights::to_device_async(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask) const {
   CopyFence fence;
 #ifdef ND_WITH_TORCH_CUDA
-  if (device.is_cuda()) {
+  if (device.is_cuda() && !mask) {
     const c10::cuda::CUDAStream compute = c10::cuda::getCurrentCUDAStream(device.index());
     const c10::cuda::CUDAStream copy = side_stream(SideStream::kWeightCopy, device.index());
-    // The device copies are allocated for the compute stream, so that their memory goes back to the
-    // pool the compute stream allocates activations from. A block handed out there may have been
-    // freed by work the compute stream has queued, so the copy stream first waits for that work: the
-    // pipeline prefetches right after activating a component and before queuing its compute, so the
-    // copy still overlaps it.
+    // The device block is allocated for the compute stream, so that its memory goes back to the
+    // pool the compute stream allocates activations from. Memory handed out there may have been
+    // freed by work the compute stream has queued, so the copy stream first waits for that work:
+    // the pipeline prefetches right after activating a component and before queuing its compute,
+    // so the copy still overlaps that compute.
+    at::Tensor block = at::empty({block_.numel()}, block_.options().device(device).pinned_memory(false));
     at::cuda::CUDAEvent queued;
     queued.record(compute);
     queued.block(copy);
-    std::size_t i = 0;
-    apply([&](const at::Tensor& current) {
-      const std::size_t index = i++;
-      if (mask && !(*mask)[index]) return current;
-      const at::Tensor& host = host_.at(index);
-      at::Tensor t = at::empty_like(host, host.options().device(device));  // keeps the host's layout
-      {
-        const c10::cuda::CUDAStreamGuard on_copy_stream(copy);
-        t.copy_(host, /*non_blocking=*/true);
-      }
-      // Dropped before its activation (a prefetch that did not come true), the block must not be
-      // handed out again while the copy stream still writes it.
-      t.record_stream(copy.unwrap());
-      return t;
-    });
+    {
+      const c10::cuda::CUDAStreamGuard on_copy_stream(copy);
+      block.copy_(block_, /*non_blocking=*/true);
+    }
+    // Dropped before its activation (a prefetch that did not come true), the block must not be
+    // handed out again while the copy stream still writes it.
+    block.record_stream(copy.unwrap());
+    point_at(apply, block);
     fence.event_ = std::make_unique<CopyFence::Event>();
     fence.event_->event.record(copy);
     return fence;
   }
 #endif
-  to_device(apply, device, mask);  // no second stream: a plain copy
+  to_device(apply, device, mask);  // no second stream (or a scattered subset): a plain copy
   return fence;
 }
 

@@ -62,13 +62,16 @@ class CopyFence {
   std::unique_ptr<Event> event_;
 };
 
-// One host copy per parameter of a component, in visit order, and its move to and from a device.
+// One host copy of every parameter of a component, in visit order, and its move to and from a
+// device. The copies lie in one block of host memory (pinned for a CUDA target), each in the layout
+// the target keeps (channels-last convolution weights), at the offsets they will have in one device
+// block: moving the whole component is one allocation and one DMA instead of one per parameter.
 class HostWeights {
  public:
   HostWeights() = default;
-  // Moves the component's parameters to host memory and keeps them: pinned when `target` is a CUDA
-  // device, and in the layout `target` keeps (channels-last convolution weights), so that every copy
-  // to it is one straight DMA.
+  // Moves the component's parameters into the block and points the component at them. Parameters
+  // that already lie in one suitable block, in order (a block's share of its component's weights,
+  // for sequential offload), are kept where they are: a range of that block, no copy.
   HostWeights(const ApplyFn& apply, c10::Device target);
   // Points the component (or the subset `mask` selects, in visit order) at device copies.
   void to_device(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask = nullptr) const;
@@ -78,9 +81,16 @@ class HostWeights {
   // Points the component (or the masked subset) back at the host copies; the device copies are dropped.
   void to_host(const ApplyFn& apply, const std::vector<bool>* mask = nullptr) const;
   const std::vector<at::Tensor>& tensors() const { return host_; }
+  // The host block (uint8) the tensors lie in.
+  const at::Tensor& block() const { return block_; }
 
  private:
-  std::vector<at::Tensor> host_;
+  // Device copies of the whole block, viewed as the parameters (`block` already on the device).
+  void point_at(const ApplyFn& apply, const at::Tensor& block) const;
+
+  std::vector<at::Tensor> host_;      // views into block_
+  std::vector<int64_t> offsets_;      // each tensor's byte offset in block_
+  at::Tensor block_;
 };
 
 class ModelCpuOffload : public PipelineOffload {

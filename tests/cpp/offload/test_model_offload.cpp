@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/memory_format.h"
 #include "offload/model_offload.h"
 
 namespace nd {
@@ -98,6 +99,75 @@ TEST(ModelCpuOffload, SendingHomeRestoresTheHostWeightsThemselves) {
   offload.activate("vae");
   EXPECT_EQ(f.unet->weight.data_ptr(), host);  // no copy back: the host weights never changed
   EXPECT_TRUE(at::equal(f.unet->weight, original));
+}
+
+struct ConvModel {
+  at::Tensor conv = at::randn({8, 4, 3, 3});
+  at::Tensor bias = at::randn({8});
+  at::Tensor empty = at::empty({0});
+  at::Tensor strided = at::randn({6, 5}).t();  // not contiguous: packed dense
+  void apply(const ParameterFn& fn) {
+    conv = fn(conv);
+    bias = fn(bias);
+    empty = fn(empty);
+    strided = fn(strided);
+  }
+};
+
+ApplyFn apply_of(ConvModel& model) {
+  return [&model](const ParameterFn& fn) { model.apply(fn); };
+}
+
+TEST(HostWeights, PacksAComponentIntoOneAlignedBlockInVisitOrder) {
+  ConvModel model;
+  const std::vector<at::Tensor> original{model.conv.clone(), model.bias.clone(), model.strided.clone()};
+  const HostWeights host(apply_of(model), c10::Device(c10::kCPU));
+  const at::Tensor& block = host.block();
+  ASSERT_EQ(host.tensors().size(), 4u);
+  const auto* base = static_cast<const uint8_t*>(block.data_ptr());
+  int64_t previous = -1;
+  for (const at::Tensor& t : host.tensors()) {
+    EXPECT_TRUE(t.storage().is_alias_of(block.storage()));
+    if (t.numel() == 0) continue;  // an empty tensor has no data pointer
+    const int64_t offset = static_cast<const uint8_t*>(t.data_ptr()) - base;
+    EXPECT_GT(offset, previous);
+    EXPECT_EQ(offset % 256, 0);
+    previous = offset;
+  }
+  // The model now points at the packed copies, with the same values.
+  EXPECT_EQ(model.conv.data_ptr(), host.tensors()[0].data_ptr());
+  EXPECT_TRUE(at::equal(model.conv, original[0]));
+  EXPECT_TRUE(at::equal(model.bias, original[1]));
+  EXPECT_TRUE(at::equal(model.strided, original[2]));
+  EXPECT_TRUE(model.strided.is_non_overlapping_and_dense());
+  EXPECT_EQ(model.empty.numel(), 0);
+}
+
+TEST(HostWeights, KeepsTheLayoutItsTargetUses) {
+  const ChannelsLastMode mode = channels_last_mode();
+  set_channels_last_mode(ChannelsLastMode::kOn);
+  ConvModel model;
+  const at::Tensor original = model.conv.clone();
+  const HostWeights host(apply_of(model), c10::Device(c10::kCPU));
+  set_channels_last_mode(mode);
+  EXPECT_TRUE(model.conv.is_contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(at::equal(model.conv, original));
+}
+
+TEST(HostWeights, AComponentsShareOfItsBlockIsNotCopiedAgain) {
+  ConvModel model;
+  const HostWeights component(apply_of(model), c10::Device(c10::kCPU));
+  // A block of the component (sequential offload's unit): its parameters, already in the block.
+  const ApplyFn unit = [&model](const ParameterFn& fn) {
+    model.bias = fn(model.bias);
+    model.empty = fn(model.empty);
+  };
+  const void* bias = model.bias.data_ptr();
+  const HostWeights part(unit, c10::Device(c10::kCPU));
+  EXPECT_EQ(model.bias.data_ptr(), bias);
+  EXPECT_TRUE(part.block().storage().is_alias_of(component.block().storage()));
+  EXPECT_LT(part.block().numel(), component.block().numel());
+  EXPECT_EQ(part.block().data_ptr(), bias);
 }
 
 TEST(CopyFence, AHostCopyLeavesNothingToWaitFor) {
