@@ -121,7 +121,11 @@ void bind_autoencoder_kl(py::module_& m) {
     return AutoencoderKL::load(AutoencoderKLConfig::from_json(json), sd, origin, dtype);
   });
   cls.def("encode", &AutoencoderKL::encode, py::arg("x"), py::call_guard<py::gil_scoped_release>())
-      .def("decode", &AutoencoderKL::decode, py::arg("z"), py::call_guard<py::gil_scoped_release>());
+      .def("decode", &AutoencoderKL::decode, py::arg("z"), py::call_guard<py::gil_scoped_release>())
+      .def_property("use_slicing", &AutoencoderKL::slicing, &AutoencoderKL::set_slicing)
+      .def_property("use_tiling", &AutoencoderKL::tiling, &AutoencoderKL::set_tiling)
+      .def_property_readonly("tile_sample_min_size", &AutoencoderKL::tile_sample_min_size)
+      .def_property_readonly("tile_latent_min_size", &AutoencoderKL::tile_latent_min_size);
   m.def(
       "sample_diagonal_gaussian",
       [](const at::Tensor& parameters, std::optional<at::Generator> generator) {

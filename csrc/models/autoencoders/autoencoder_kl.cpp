@@ -3,6 +3,10 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
+#include <functional>
+#include <vector>
+
 #include "core/errors.h"
 
 namespace nd {
@@ -42,6 +46,13 @@ AutoencoderKLConfig AutoencoderKLConfig::from_json(const io::JsonConfig& json) {
   c.use_quant_conv = json.get_bool("use_quant_conv", c.use_quant_conv);
   c.use_post_quant_conv = json.get_bool("use_post_quant_conv", c.use_post_quant_conv);
   c.mid_block_add_attention = json.get_bool("mid_block_add_attention", c.mid_block_add_attention);
+  if (json.has_value("sample_size")) {
+    const bool listed = json.json().at("sample_size").is_array();  // diffusers accepts [height, width]
+    const std::vector<int64_t> sizes =
+        listed ? json.get_int_list("sample_size") : std::vector<int64_t>{json.get_int("sample_size")};
+    if (sizes.empty() || sizes[0] <= 0) json.fail("sample_size", "must be a positive size");
+    c.sample_size = sizes[0];
+  }
   // Per-channel latent normalisation (some later VAEs); silently ignoring it would skew every image.
   for (const char* key : {"latents_mean", "latents_std"}) {
     if (json.has_value(key)) json.fail(key, "per-channel latent normalisation is not supported yet");
@@ -71,15 +82,70 @@ AutoencoderKL AutoencoderKL::load(const AutoencoderKLConfig& c, const io::StateD
   return m;
 }
 
+namespace {
+
+// Ref: diffusers blend_v / blend_h: the first rows (columns) of tile `b` fade in from the last ones
+// of `a`, in place.
+void blend(const at::Tensor& a, const at::Tensor& b, int64_t dim, int64_t extent) {
+  extent = std::min({a.size(dim), b.size(dim), extent});
+  for (int64_t y = 0; y < extent; ++y) {
+    const double weight = static_cast<double>(y) / static_cast<double>(extent);
+    b.select(dim, y).copy_(a.select(dim, a.size(dim) - extent + y) * (1 - weight) + b.select(dim, y) * weight);
+  }
+}
+
+// Ref: diffusers _tiled_encode / tiled_decode: tiles of `tile_in` input pixels every
+// int(tile_in * 0.75), each coded alone to a tile of `tile_out`; each tile blends in the one above
+// and the one to its left over int(tile_out * 0.25), keeps its first tile_out - that, and the kept
+// parts are joined.
+at::Tensor code_in_tiles(const at::Tensor& x, int64_t tile_in, int64_t tile_out,
+                         const std::function<at::Tensor(const at::Tensor&)>& code) {
+  constexpr double kOverlap = 0.25;
+  const auto stride = static_cast<int64_t>(static_cast<double>(tile_in) * (1 - kOverlap));
+  const auto extent = static_cast<int64_t>(static_cast<double>(tile_out) * kOverlap);
+  const int64_t limit = tile_out - extent;
+  if (stride <= 0) throw ValueError("the VAE's sample_size is too small to tile");
+  std::vector<std::vector<at::Tensor>> rows;
+  for (int64_t i = 0; i < x.size(2); i += stride) {
+    std::vector<at::Tensor>& row = rows.emplace_back();
+    for (int64_t j = 0; j < x.size(3); j += stride) {
+      row.push_back(code(x.slice(2, i, i + tile_in).slice(3, j, j + tile_in)));
+    }
+  }
+  std::vector<at::Tensor> joined_rows;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::vector<at::Tensor> kept;
+    for (std::size_t j = 0; j < rows[i].size(); ++j) {
+      const at::Tensor& tile = rows[i][j];
+      if (i > 0) blend(rows[i - 1][j], tile, 2, extent);
+      if (j > 0) blend(rows[i][j - 1], tile, 3, extent);
+      kept.push_back(tile.slice(2, 0, limit).slice(3, 0, limit));
+    }
+    joined_rows.push_back(at::cat(kept, 3));
+  }
+  return at::cat(joined_rows, 2);
+}
+
+// Ref: diffusers encode/decode with slicing: batch items one at a time.
+at::Tensor one_item_at_a_time(const at::Tensor& x, const std::function<at::Tensor(const at::Tensor&)>& code) {
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& item : x.split(1)) out.push_back(code(item));
+  return at::cat(out);
+}
+
+}  // namespace
+
 at::Tensor AutoencoderKL::encode(const at::Tensor& x) const {
   if (x.dim() != 4 || x.size(1) != config_.in_channels) {
     throw ValueError("AutoencoderKL.encode expects [batch, " + std::to_string(config_.in_channels) +
                      ", height, width], got " + c10::str(x.sizes()));
   }
   c10::NoGradGuard no_grad;
-  at::Tensor h = encoder_.forward(x.to(device(), dtype()));
-  if (quant_conv_) h = quant_conv_->forward(h);
-  return h;
+  const at::Tensor input = x.to(device(), dtype());
+  if (use_slicing_ && input.size(0) > 1) {
+    return one_item_at_a_time(input, [this](const at::Tensor& item) { return encode_batch(item); });
+  }
+  return encode_batch(input);
 }
 
 at::Tensor AutoencoderKL::decode(const at::Tensor& z) const {
@@ -88,8 +154,37 @@ at::Tensor AutoencoderKL::decode(const at::Tensor& z) const {
                      ", height, width], got " + c10::str(z.sizes()));
   }
   c10::NoGradGuard no_grad;
-  at::Tensor h = z.to(device(), dtype());
-  if (post_quant_conv_) h = post_quant_conv_->forward(h);
+  const at::Tensor input = z.to(device(), dtype());
+  if (use_slicing_ && input.size(0) > 1) {
+    return one_item_at_a_time(input, [this](const at::Tensor& item) { return decode_batch(item); });
+  }
+  return decode_batch(input);
+}
+
+at::Tensor AutoencoderKL::encode_batch(const at::Tensor& x) const {
+  const int64_t tile = tile_sample_min_size();
+  if (use_tiling_ && (x.size(3) > tile || x.size(2) > tile)) {
+    return code_in_tiles(x, tile, tile_latent_min_size(), [this](const at::Tensor& t) { return encode_tile(t); });
+  }
+  return encode_tile(x);
+}
+
+at::Tensor AutoencoderKL::decode_batch(const at::Tensor& z) const {
+  const int64_t tile = tile_latent_min_size();
+  if (use_tiling_ && (z.size(3) > tile || z.size(2) > tile)) {
+    return code_in_tiles(z, tile, tile_sample_min_size(), [this](const at::Tensor& t) { return decode_tile(t); });
+  }
+  return decode_tile(z);
+}
+
+at::Tensor AutoencoderKL::encode_tile(const at::Tensor& x) const {
+  at::Tensor h = encoder_.forward(x);
+  if (quant_conv_) h = quant_conv_->forward(h);
+  return h;
+}
+
+at::Tensor AutoencoderKL::decode_tile(const at::Tensor& z) const {
+  const at::Tensor h = post_quant_conv_ ? post_quant_conv_->forward(z) : z;
   return decoder_.forward(h);
 }
 

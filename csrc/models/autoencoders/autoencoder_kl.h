@@ -28,6 +28,7 @@ struct AutoencoderKLConfig {
   bool use_quant_conv = true;
   bool use_post_quant_conv = true;
   bool mid_block_add_attention = true;
+  int64_t sample_size = 32;  // the first entry when the config gives a list; tiling's tile size
 
   static AutoencoderKLConfig from_json(const io::JsonConfig& config);
   // Spatial downscale factor: 2 ** (len(block_out_channels) - 1), diffusers' vae_scale_factor.
@@ -44,6 +45,16 @@ class AutoencoderKL {
   // latents (unscaled): [B, C, h, w] -> images [B, out_channels, H, W].
   at::Tensor decode(const at::Tensor& z) const;
 
+  // Ref: diffusers enable_slicing / enable_tiling: batch items one at a time, and images larger than
+  // sample_size in overlapping tiles of that size, blended where they overlap (a different result
+  // from one pass, as in diffusers; it bounds the VAE's memory whatever the image size).
+  void set_slicing(bool enabled) { use_slicing_ = enabled; }
+  void set_tiling(bool enabled) { use_tiling_ = enabled; }
+  bool slicing() const { return use_slicing_; }
+  bool tiling() const { return use_tiling_; }
+  int64_t tile_sample_min_size() const { return config_.sample_size; }
+  int64_t tile_latent_min_size() const { return config_.sample_size / config_.scale_factor(); }
+
   void to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
   at::ScalarType dtype() const;
   c10::Device device() const;
@@ -55,12 +66,20 @@ class AutoencoderKL {
 
  private:
   at::Tensor decoder_probe();
+  // Ref: diffusers _encode / _decode: one batch, tiled when tiling is on and the input is larger
+  // than a tile.
+  at::Tensor encode_batch(const at::Tensor& x) const;
+  at::Tensor decode_batch(const at::Tensor& z) const;
+  at::Tensor encode_tile(const at::Tensor& x) const;
+  at::Tensor decode_tile(const at::Tensor& z) const;
 
   AutoencoderKLConfig config_;
   Encoder encoder_;
   Decoder decoder_;
   std::optional<Conv2d> quant_conv_, post_quant_conv_;
   at::Tensor probe_;  // a parameter that reports the model's dtype and device
+  bool use_slicing_ = false;
+  bool use_tiling_ = false;
 };
 
 }  // namespace nd

@@ -475,11 +475,26 @@ class DiffusionPipeline:
         self._attention_slice_size = None
 
     def enable_vae_slicing(self):
-        """Accepted; decoding image by image gives the same pixels as a batched decode."""
-        self._vae_slicing = True
+        """diffusers' older spelling of ``pipeline.vae.enable_slicing()``: the VAE codes a batch one
+        image at a time (same pixels, less memory)."""
+        self._pipeline_vae().enable_slicing()
 
     def disable_vae_slicing(self):
-        self._vae_slicing = False
+        self._pipeline_vae().disable_slicing()
+
+    def enable_vae_tiling(self):
+        """diffusers' older spelling of ``pipeline.vae.enable_tiling()``: images larger than the VAE's
+        ``sample_size`` are coded in overlapping, blended tiles (diffusers' tiled result)."""
+        self._pipeline_vae().enable_tiling()
+
+    def disable_vae_tiling(self):
+        self._pipeline_vae().disable_tiling()
+
+    def _pipeline_vae(self):
+        vae = getattr(self, "vae", None)
+        if vae is None:
+            raise AttributeError(f"{type(self).__name__} has no `vae` to tile or slice")
+        return vae
 
     # -- progress bar -----------------------------------------------------------------------
     def set_progress_bar_config(self, **kwargs):

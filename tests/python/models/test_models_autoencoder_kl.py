@@ -66,3 +66,60 @@ def test_vae_config_and_errors(tmp_path):
         ours.encode(torch.zeros(1, 4, 8, 8))
     with pytest.raises(TypeError):
         ours.encode([1, 2, 3])
+
+
+@pytest.mark.parametrize("name", ["tiny", "no_quant_conv"])
+@pytest.mark.parametrize("size", [(40, 56), (16, 33)])
+def test_tiled_encode_decode_match_diffusers(tmp_path, name, size):
+    # sample_size 16: tiles of 16 pixels (8 latents for two blocks), every 12 (6), blended over 2 (4).
+    ref = _save_vae({**VARIANTS[name], "sample_size": 16}, tmp_path)
+    ours = nd.AutoencoderKL.from_pretrained(tmp_path)
+    ref.enable_tiling()
+    ours.enable_tiling()
+    assert ours.use_tiling and (ours.tile_sample_min_size, ours.tile_latent_min_size) == (16, 8)
+    image = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        expected = ref.encode(image).latent_dist.mean
+    got = ours.encode(image).latent_dist.mean
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= FP32_ATOL
+    latents = torch.randn(2, 4, size[0] // 2, size[1] // 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ref.decode(latents).sample
+    got = ours.decode(latents).sample
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= FP32_ATOL
+    # Tiling really changed the result: one pass differs where tiles were blended.
+    ours.disable_tiling()
+    assert (ours.decode(latents).sample - got).abs().max() > 1e-3
+
+
+def test_slicing_codes_a_batch_one_image_at_a_time(tmp_path):
+    ref = _save_vae(TINY_VAE, tmp_path)
+    ours = nd.AutoencoderKL.from_pretrained(tmp_path)
+    image = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    batched = ours.encode(image).latent_dist.mean
+    ours.enable_slicing()
+    assert ours.use_slicing
+    sliced = ours.encode(image).latent_dist.mean
+    with torch.no_grad():
+        expected = ref.encode(image).latent_dist.mean
+    assert (sliced - expected).abs().max() <= FP32_ATOL
+    assert (sliced - batched).abs().max() <= FP32_ATOL
+    latents = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ref.decode(latents).sample
+    assert (ours.decode(latents).sample - expected).abs().max() <= FP32_ATOL
+    ours.disable_slicing()
+    assert not ours.use_slicing
+
+
+def test_vq_model_has_no_tiling_as_in_diffusers(tmp_path):
+    diffusers.VQModel(block_out_channels=[32], norm_num_groups=8, layers_per_block=1, latent_channels=3,
+                      num_vq_embeddings=16, vq_embed_dim=3).save_pretrained(tmp_path)
+    movq = nd.VQModel.from_pretrained(tmp_path)
+    with pytest.raises(NotImplementedError, match="Tiling doesn't seem to be implemented for VQModel."):
+        movq.enable_tiling()
+    with pytest.raises(NotImplementedError, match="Slicing doesn't seem to be implemented for VQModel."):
+        movq.enable_slicing()
+    movq.disable_tiling()  # as diffusers: turning off what is not there is fine

@@ -106,5 +106,10 @@ def test_guide_memory_calls_on_a_cpu_only_machine(checkpoint):
     assert nd._C.fused_attention_enabled() == nd._C.fused_kernels_available()
     pipe.enable_attention_slicing()
     pipe.enable_vae_slicing()
+    pipe.enable_vae_tiling()
+    assert pipe.vae.use_slicing and pipe.vae.use_tiling
+    pipe.disable_vae_slicing()
+    pipe.disable_vae_tiling()
+    assert not (pipe.vae.use_slicing or pipe.vae.use_tiling)
     pipe.remove_all_hooks()
     pipe.maybe_free_model_hooks()

@@ -7,11 +7,36 @@ import torch
 from ... import _C
 from ...utils.outputs import AutoencoderKLOutput, DecoderOutput
 from ..modeling_utils import NativeModelMixin
-from .vae import DiagonalGaussianDistribution
+from .vae import AutoencoderMixin, DiagonalGaussianDistribution
 
 
-class AutoencoderKL(NativeModelMixin):
+class AutoencoderKL(NativeModelMixin, AutoencoderMixin):
     _engine_class = _C.AutoencoderKL
+    tile_overlap_factor = 0.25
+
+    @property
+    def use_tiling(self) -> bool:
+        return self._engine.use_tiling
+
+    @use_tiling.setter
+    def use_tiling(self, enabled: bool):
+        self._engine.use_tiling = bool(enabled)
+
+    @property
+    def use_slicing(self) -> bool:
+        return self._engine.use_slicing
+
+    @use_slicing.setter
+    def use_slicing(self, enabled: bool):
+        self._engine.use_slicing = bool(enabled)
+
+    @property
+    def tile_sample_min_size(self) -> int:
+        return self._engine.tile_sample_min_size
+
+    @property
+    def tile_latent_min_size(self) -> int:
+        return self._engine.tile_latent_min_size
 
     def encode(self, x: torch.Tensor, return_dict: bool = True):
         if not isinstance(x, torch.Tensor):

@@ -1,11 +1,40 @@
 """diffusers' ``DiagonalGaussianDistribution``: the VAE's latent distribution. Sampling runs in the
-engine, drawing from the caller's ``torch.Generator`` exactly as diffusers' ``randn_tensor`` does."""
+engine, drawing from the caller's ``torch.Generator`` exactly as diffusers' ``randn_tensor`` does. And
+diffusers' ``AutoencoderMixin``: the tiling and slicing switches."""
 
 from typing import Optional
 
 import torch
 
 from ... import _C
+
+
+class AutoencoderMixin:
+    """diffusers' ``AutoencoderMixin``: ``enable_tiling``/``enable_slicing`` and their opposites, for
+    the models whose engine tiles and slices (the others raise ``NotImplementedError`` as in diffusers)."""
+
+    def _switch(self, what: str, enabled: bool):
+        if not hasattr(self._engine, f"use_{what}"):
+            if enabled:
+                raise NotImplementedError(f"{what.capitalize()} doesn't seem to be implemented for "
+                                          f"{type(self).__name__}.")
+            return
+        setattr(self._engine, f"use_{what}", enabled)
+
+    def enable_tiling(self):
+        """Encode and decode images larger than the config's ``sample_size`` in overlapping tiles,
+        blended together: the VAE's memory stays bounded whatever the image size."""
+        self._switch("tiling", True)
+
+    def disable_tiling(self):
+        self._switch("tiling", False)
+
+    def enable_slicing(self):
+        """Encode and decode a batch one image at a time (same results, less memory)."""
+        self._switch("slicing", True)
+
+    def disable_slicing(self):
+        self._switch("slicing", False)
 
 
 class DiagonalGaussianDistribution:

@@ -5,6 +5,7 @@ import torch
 from ... import _C
 from ...utils.outputs import BaseOutput, DecoderOutput
 from ..modeling_utils import NativeModelMixin
+from .vae import AutoencoderMixin
 
 
 class VQEncoderOutput(BaseOutput):
@@ -13,7 +14,7 @@ class VQEncoderOutput(BaseOutput):
     latents: torch.Tensor
 
 
-class VQModel(NativeModelMixin):
+class VQModel(NativeModelMixin, AutoencoderMixin):
     _engine_class = _C.VQModel
 
     def encode(self, x: torch.Tensor, return_dict: bool = True):

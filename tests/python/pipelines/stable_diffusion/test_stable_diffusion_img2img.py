@@ -87,6 +87,24 @@ def test_img2img_in_channels_last_matches_diffusers(sd_checkpoint, pipes, engine
     assert np.abs(got - expected).max() <= FP32_ATOL
 
 
+def test_vae_tiling_and_slicing_match_diffusers(pipes):
+    # The tiny VAE's sample_size is 32: a 48x40 image encodes, and its 24x20 latents decode, in tiles.
+    ref, ours = pipes
+    ref.vae.enable_tiling()
+    ref.vae.enable_slicing()
+    ours.enable_vae_tiling()
+    ours.enable_vae_slicing()
+    try:
+        got, expected = _run_both(pipes, prompt=["a cat", "a dog"], image=_image(48, 40), strength=0.7)
+    finally:
+        ref.vae.disable_tiling()
+        ref.vae.disable_slicing()
+        ours.disable_vae_tiling()
+        ours.disable_vae_slicing()
+    assert got.shape == expected.shape == (2, 40, 48, 3)
+    assert np.abs(got - expected).max() <= FP32_ATOL
+
+
 def test_clip_skip_matches_diffusers_encode_prompt_math(pipes):
     """diffusers 0.40's clip_skip path reads text_encoder.text_model, which transformers 5's
     CLIPTextModel no longer has, so the reference pipeline cannot run it; feed it the embeddings its
