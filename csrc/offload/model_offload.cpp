@@ -48,14 +48,21 @@ constexpr int64_t kBlockAlignment = 256;
 
 int64_t aligned(int64_t bytes) { return (bytes + kBlockAlignment - 1) / kBlockAlignment * kBlockAlignment; }
 
-// A parameter as its target keeps it on the host: in host memory, dense, channels-last if the
-// target's layout says so.
-at::Tensor prepared_for(const at::Tensor& t, c10::Device target) {
-  at::Tensor host = t.device().is_cpu() ? t : t.to(at::kCPU);
-  if (host.dim() == 4) {
-    return host.contiguous(channels_last_on(target) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+// A parameter's shape and strides as its target keeps it on the host (dense; channels-last where
+// the target's layout says so), as a meta tensor: nothing is allocated or copied to find out.
+at::Tensor host_layout_of(const at::Tensor& t, c10::Device target) {
+  const auto meta = t.options().device(at::kMeta);
+  if (t.dim() == 4) {
+    return at::empty(t.sizes(), meta.memory_format(channels_last_on(target) ? at::MemoryFormat::ChannelsLast
+                                                                            : at::MemoryFormat::Contiguous));
   }
-  return host.is_non_overlapping_and_dense() ? host : host.contiguous();
+  if (t.is_non_overlapping_and_dense()) return at::empty_strided(t.sizes(), t.strides(), meta);
+  return at::empty(t.sizes(), meta);
+}
+
+// Whether `t` already is a host tensor laid out as `layout` says.
+bool laid_out_as(const at::Tensor& t, const at::Tensor& layout, bool pin) {
+  return t.device().is_cpu() && (!pin || t.is_pinned()) && t.strides() == layout.strides();
 }
 
 // A tensor shaped and strided like `like`, over `block`'s memory from `byte_offset` on.
@@ -74,39 +81,42 @@ HostWeights::HostWeights(const ApplyFn& apply, c10::Device target) {
   // Pinned memory needs a CUDA context; for another target plain host memory serves (and the moves
   // are synchronous copies).
   const bool pin = target.is_cuda() && at::hasCUDA();
-  std::vector<at::Tensor> prepared;
+  std::vector<at::Tensor> originals, layouts;
   apply([&](const at::Tensor& t) {
-    prepared.push_back(prepared_for(t, target));
+    originals.push_back(t);
+    layouts.push_back(host_layout_of(t, target));
     return t;
   });
 
   // Already one block, in order (sequential offload's blocks within their component's block)?
-  bool packed = !prepared.empty();
+  bool packed = !originals.empty();
   int64_t begin = INT64_MAX, end = 0, previous_end = 0;
-  for (const at::Tensor& t : prepared) {
+  for (std::size_t i = 0; i < originals.size() && packed; ++i) {
+    const at::Tensor& t = originals[i];
     const int64_t offset = t.storage_offset() * static_cast<int64_t>(t.element_size());
-    packed = packed && t.storage().is_alias_of(prepared.front().storage()) && (!pin || t.is_pinned()) &&
+    packed = laid_out_as(t, layouts[i], pin) && t.storage().is_alias_of(originals.front().storage()) &&
              offset >= previous_end && offset % kBlockAlignment == 0;
     previous_end = offset + span_bytes(t);
     begin = std::min(begin, offset);
     end = std::max(end, previous_end);
   }
   if (packed) {
-    block_ = at::empty({0}, at::TensorOptions().dtype(at::kByte)).set_(prepared.front().storage(), begin, {end - begin});
-    for (const at::Tensor& t : prepared) {
+    block_ = at::empty({0}, at::TensorOptions().dtype(at::kByte)).set_(originals.front().storage(), begin, {end - begin});
+    for (const at::Tensor& t : originals) {
       offsets_.push_back(t.storage_offset() * static_cast<int64_t>(t.element_size()) - begin);
       host_.push_back(t);
     }
   } else {
     int64_t total = 0;
-    for (const at::Tensor& t : prepared) {
+    for (const at::Tensor& t : originals) {
       offsets_.push_back(total);
       total += aligned(std::max<int64_t>(span_bytes(t), 1));  // an empty tensor gets an address of its own
     }
     block_ = at::empty({total}, at::TensorOptions().dtype(at::kByte).pinned_memory(pin));
-    for (std::size_t i = 0; i < prepared.size(); ++i) {
-      at::Tensor view = view_in(block_, offsets_[i], prepared[i]);
-      view.copy_(prepared[i]);
+    // One parameter at a time straight into the block (from the device too): no second host copy.
+    for (std::size_t i = 0; i < originals.size(); ++i) {
+      at::Tensor view = view_in(block_, offsets_[i], layouts[i]);
+      view.copy_(originals[i]);
       host_.push_back(std::move(view));
     }
   }
