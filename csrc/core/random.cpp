@@ -14,9 +14,14 @@ at::Tensor randn_tensor(at::IntArrayRef shape, const std::vector<at::Generator>&
     throw ValueError("Cannot generate a " + device.str() + " tensor from a generator of type " +
                      rand_device.str() + ".");
   }
-  const auto options = at::TensorOptions().dtype(dtype).device(rand_device);
-  if (generators.empty()) return at::randn(shape, options).to(device);
-  if (generators.size() == 1) return at::randn(shape, generators.front(), options).to(device);
+  // CPU noise for a CUDA tensor is drawn into pinned memory, so that its copy is queued like any
+  // kernel: a denoising step that draws noise (DDPM, Euler Ancestral, SDE solvers) never waits for
+  // the GPU.
+  const bool staged = rand_device.is_cpu() && device.is_cuda();
+  const auto options = at::TensorOptions().dtype(dtype).device(rand_device).pinned_memory(staged);
+  const auto to_device = [&](const at::Tensor& noise) { return noise.to(device, /*non_blocking=*/true); };
+  if (generators.empty()) return to_device(at::randn(shape, options));
+  if (generators.size() == 1) return to_device(at::randn(shape, generators.front(), options));
   if (shape.empty() || static_cast<int64_t>(generators.size()) != shape[0]) {
     throw ValueError("You have passed a list of generators of length " +
                      std::to_string(generators.size()) + ", but requested an effective batch size of " +
@@ -27,8 +32,10 @@ at::Tensor randn_tensor(at::IntArrayRef shape, const std::vector<at::Generator>&
   item_shape[0] = 1;
   std::vector<at::Tensor> items;
   items.reserve(generators.size());
-  for (const at::Generator& g : generators) items.push_back(at::randn(item_shape, g, options));
-  return at::cat(items, 0).to(device);
+  for (const at::Generator& g : generators) items.push_back(at::randn(item_shape, g, options.pinned_memory(false)));
+  at::Tensor noise = at::empty(shape, options);
+  at::cat_out(noise, items, 0);
+  return to_device(noise);
 }
 
 }  // namespace nd
