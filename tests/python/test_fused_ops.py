@@ -120,3 +120,14 @@ def test_switches_round_trip():
     _C.set_fused_kernels_enabled(True)
     assert _C.fused_kernels_enabled() == _C.fused_kernels_available()
     _C.set_fused_kernels_enabled(kernels_before)
+    mode = _C.channels_last_mode()
+    assert mode in ("auto", "on", "off")
+    _C.set_channels_last_mode("off")
+    assert _C.channels_last_mode() == "off"
+    with pytest.raises(ValueError, match="channels-last mode must be 'auto', 'on' or 'off', got 'sideways'"):
+        _C.set_channels_last_mode("sideways")
+    _C.set_channels_last_mode(mode)
+    sync_check = _C.host_sync_check_enabled()
+    _C.set_host_sync_check_enabled(True)
+    assert _C.host_sync_check_enabled()
+    _C.set_host_sync_check_enabled(sync_check)

@@ -188,12 +188,17 @@ def test_denoising_steps_never_wait_for_the_gpu(sd15_shaped_checkpoint, schedule
         seen_modes.append(torch.cuda.get_sync_debug_mode())  # the user's callback may synchronise
         return callback_kwargs
 
+    # "warn" outside the loop: the engine's guards save and restore it. The callback runs with the
+    # check paused (mode 0): seeing 0 there proves the engine sets the very switch torch reads.
+    torch.cuda.set_sync_debug_mode("warn")
     _C.set_host_sync_check_enabled(True)
     try:
         out = pipe("a prompt", image=image, num_inference_steps=6, strength=1.0, output_type="pt",
                    generator=torch.Generator().manual_seed(0), callback_on_step_end=callback)
     finally:
         _C.set_host_sync_check_enabled(False)
-    assert torch.cuda.get_sync_debug_mode() == 0
-    assert seen_modes and all(mode == 0 for mode in seen_modes)
+        mode_after = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode(0)
+    assert mode_after == 1
+    assert len(seen_modes) == 6 and all(mode == 0 for mode in seen_modes)
     assert torch.isfinite(out.images).all()
