@@ -200,5 +200,5 @@ def test_denoising_steps_never_wait_for_the_gpu(sd15_shaped_checkpoint, schedule
         mode_after = torch.cuda.get_sync_debug_mode()
         torch.cuda.set_sync_debug_mode(0)
     assert mode_after == 1
-    assert len(seen_modes) == 6 and all(mode == 0 for mode in seen_modes)
+    assert len(seen_modes) >= 6 and all(mode == 0 for mode in seen_modes)  # Heun and PNDM take more
     assert torch.isfinite(out.images).all()
