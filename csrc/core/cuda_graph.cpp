@@ -59,6 +59,24 @@ std::size_t weights_fingerprint(
   return fingerprint;
 }
 
+void ModelGraphs::weights_visited(const Visitor& visit_parameters) {
+  bool on_gpu = false;
+  visit_parameters([&](const at::Tensor& t) {
+    on_gpu = on_gpu || t.is_cuda();
+    return t;
+  });
+  if (!on_gpu) return;  // away (offloaded, or on the CPU): nothing can replay meanwhile
+  const std::size_t fingerprint = weights_fingerprint(visit_parameters);
+  if (fingerprint == captured_with_) return;
+  graphs_ = std::make_shared<CudaGraphCache>();
+  captured_with_ = fingerprint;
+}
+
+void ModelGraphs::drop() {
+  graphs_ = std::make_shared<CudaGraphCache>();
+  captured_with_ = 0;
+}
+
 // Member order matters: the graph is declared first so that it is destroyed last, after the
 // tensors that live in its private memory pool.
 struct CudaGraphCache::Entry {

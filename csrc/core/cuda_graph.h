@@ -51,6 +51,28 @@ class CudaGraphCache {
   std::list<std::unique_ptr<Entry>> entries_;  // most recently used first
 };
 
+// The graphs one model captured, kept valid as its weights move. A graph reads the weights by
+// address. Model offloading sends them home after each call and back before the next, to the same
+// addresses as a rule (one device block per model, handed back by the caching allocator), so the
+// graphs wait while the weights are away and are dropped only when the weights come back
+// elsewhere, or when the model is moved on purpose (.to(), which must give its GPU memory back).
+class ModelGraphs {
+ public:
+  using Visitor = std::function<void(const std::function<at::Tensor(const at::Tensor&)>&)>;
+
+  at::Tensor run(const std::vector<at::Tensor>& inputs, const CudaGraphCache::Body& body) const {
+    return graphs_->run(inputs, body);
+  }
+  // After the weights were visited (moved, or only read): checks where they are now.
+  void weights_visited(const Visitor& visit_parameters);
+  // The model was moved on purpose: every graph goes, with its memory pool.
+  void drop();
+
+ private:
+  std::shared_ptr<CudaGraphCache> graphs_ = std::make_shared<CudaGraphCache>();
+  std::size_t captured_with_ = 0;  // weights fingerprint the graphs were captured with
+};
+
 // "[2,4,64,64]:Half:cuda:0|..." for defined inputs, "-" for undefined ones.
 std::string tensor_signature(const std::vector<at::Tensor>& inputs);
 

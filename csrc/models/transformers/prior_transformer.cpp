@@ -173,7 +173,7 @@ at::Tensor PriorTransformer::forward(const at::Tensor& hidden_states, const at::
                              in[4].defined() ? std::optional<at::Tensor>(in[4]) : std::nullopt);
   };
   // Streamed weights change address block by block, so a captured graph could not replay them.
-  return streaming_active() ? body(inputs) : graphs_->run(inputs, body);
+  return streaming_active() ? body(inputs) : graphs_.run(inputs, body);
 }
 
 at::Tensor PriorTransformer::forward_on_device(const at::Tensor& hidden_states_in, const at::Tensor& timestep,
@@ -279,10 +279,7 @@ at::Tensor PriorTransformer::post_process_latents(const at::Tensor& prior_latent
 
 void PriorTransformer::apply(const ParameterFn& fn) {
   visit_parameters(fn);
-  // Captured graphs read the weights by address: keep them only while no weight moved.
-  const std::size_t fingerprint = weights_fingerprint([this](const ParameterFn& f) { visit_parameters(f); });
-  if (fingerprint != weights_fingerprint_) graphs_ = std::make_shared<CudaGraphCache>();
-  weights_fingerprint_ = fingerprint;
+  graphs_.weights_visited([this](const ParameterFn& f) { visit_parameters(f); });
 }
 
 void PriorTransformer::visit_parameters(const ParameterFn& fn) {
@@ -303,6 +300,7 @@ void PriorTransformer::visit_parameters(const ParameterFn& fn) {
 
 void PriorTransformer::to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype) {
   apply(move_and_cast(device, dtype));
+  graphs_.drop();
 }
 
 int64_t PriorTransformer::num_parameters() const { return count_parameters(*this); }

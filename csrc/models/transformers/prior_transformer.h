@@ -106,8 +106,7 @@ class PriorTransformer {
   LayerNorm norm_out_;
   at::Tensor clip_mean_, clip_std_;  // [1, clip_embed_dim]
   // 25 prior steps of 20 small layers are launch-bound: replayed from graphs, as the UNet's.
-  std::shared_ptr<CudaGraphCache> graphs_ = std::make_shared<CudaGraphCache>();
-  std::size_t weights_fingerprint_ = 0;
+  ModelGraphs graphs_;
 };
 
 }  // namespace nd

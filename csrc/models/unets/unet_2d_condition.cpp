@@ -366,7 +366,7 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
   if (streaming_active()) {
     return forward_on_device(inputs[0], inputs[1], inputs[2], UNetAddedConditions{inputs[3], inputs[4], inputs[5]});
   }
-  return graphs_->run(inputs, [this](const std::vector<at::Tensor>& in) {
+  return graphs_.run(inputs, [this](const std::vector<at::Tensor>& in) {
     c10::NoGradGuard no_grad_in_capture;
     return forward_on_device(in[0], in[1], in[2], UNetAddedConditions{in[3], in[4], in[5]});
   });
@@ -411,11 +411,7 @@ at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, 
 
 void UNet2DConditionModel::apply(const ParameterFn& fn) {
   visit_parameters(fn);
-  // Captured graphs read the weights by address: they stay valid only while every weight is where
-  // it was (a read-only visit, or model offload handing the caching allocator's blocks back).
-  const std::size_t fingerprint = weights_fingerprint([this](const ParameterFn& f) { visit_parameters(f); });
-  if (fingerprint != weights_fingerprint_) graphs_ = std::make_shared<CudaGraphCache>();
-  weights_fingerprint_ = fingerprint;
+  graphs_.weights_visited([this](const ParameterFn& f) { visit_parameters(f); });
 }
 
 void UNet2DConditionModel::visit_parameters(const ParameterFn& fn) {
@@ -433,6 +429,7 @@ void UNet2DConditionModel::visit_parameters(const ParameterFn& fn) {
 
 void UNet2DConditionModel::to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype) {
   apply(move_and_cast(device, dtype));
+  graphs_.drop();
 }
 
 int64_t UNet2DConditionModel::num_parameters() const { return count_parameters(*this); }

@@ -121,8 +121,7 @@ class UNet2DConditionModel {
   void visit_parameters(const ParameterFn& fn);
 
   // Captured graphs hold the weights' addresses: apply() starts a new cache when they move.
-  std::shared_ptr<CudaGraphCache> graphs_ = std::make_shared<CudaGraphCache>();
-  std::size_t weights_fingerprint_ = 0;
+  ModelGraphs graphs_;
 };
 
 }  // namespace nd

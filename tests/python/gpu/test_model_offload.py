@@ -40,6 +40,23 @@ def test_model_offload_matches_no_offload_with_a_lower_peak(sd15_shaped_checkpoi
     assert all(m.device.type == "cpu" for m in (pipe.unet, pipe.vae, pipe.text_encoder))
 
 
+def test_model_offload_keeps_graphs_only_while_the_weights_return_to_their_addresses(sd15_shaped_checkpoint):
+    # The UNet's captured graph outlives the weights' trips home. If they come back elsewhere, a
+    # stale graph would read the old addresses: fill those with NaN first.
+    pipe = nd.AutoPipelineForImage2Image.from_pretrained(sd15_shaped_checkpoint, torch_dtype=torch.float16,
+                                                         variant="fp16")
+    pipe.enable_model_cpu_offload()
+    first, _ = run(pipe)
+    second, _ = run(pipe)  # the weights came back (to the same block, as a rule)
+    filler = torch.full((pipe.unet.num_parameters() + (1 << 24),), float("nan"), dtype=torch.float16,
+                        device="cuda")
+    third, _ = run(pipe)  # the UNet's old block is taken: it lands elsewhere, and is captured anew
+    del filler
+    for out in (second, third):
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out.cpu(), first.cpu(), rtol=0, atol=2e-3)
+
+
 def test_to_cuda_after_offload_warns_and_ends_the_offload(sd15_shaped_checkpoint):
     pipe = nd.AutoPipelineForImage2Image.from_pretrained(sd15_shaped_checkpoint, torch_dtype=torch.float16,
                                                          variant="fp16")
