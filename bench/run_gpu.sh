@@ -10,6 +10,10 @@
 #   .venv/bin/pip download pytest pluggy iniconfig --no-deps --only-binary=:all: --python-version 3.12 -d .whl
 #   device run: bash bench/run_gpu.sh [PHASE...]      carry: [".whl", "tests/data"]
 # Phases (default: all, in this order): build tests kernels sd15 sdxl sdxl_refiner kandinsky
+# All of them take longer than one call's 10 minutes. With a 15-minute device budget, run the most
+# telling first, each call warm on the last: `build tests` (the build and GPU parity, ~8 min), then
+# `sd15` (issue 4's and 5's SD 1.5 tables; the build persists while the machine stays warm), then
+# `sdxl` if time is left. The build phase must run again on a fresh machine.
 set -uo pipefail
 OUT="${OUT:-out}"
 mkdir -p "$OUT"
