@@ -76,6 +76,15 @@ static_assert(Config160::kSmemBytes <= kMaxSmemPerBlockSm80 &&
 template <typename T>
 struct Mma;
 
+// Two 16-bit values (a __half2 or __nv_bfloat162) as one 32-bit mma operand register.
+template <typename Pair>
+__device__ inline uint32_t operand_register(const Pair& pair) {
+  static_assert(sizeof(Pair) == sizeof(uint32_t), "an mma operand register holds two 16-bit values");
+  uint32_t bits;
+  memcpy(&bits, &pair, sizeof(bits));
+  return bits;
+}
+
 template <>
 struct Mma<__half> {
   // d += a * b for one m16n8k16 tile, fp32 accumulation.
@@ -87,12 +96,7 @@ struct Mma<__half> {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
   // Two floats as one 32-bit operand register, the lower column in the low half.
-  __device__ static uint32_t pack(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    uint32_t bits;
-    memcpy(&bits, &h, sizeof(bits));
-    return bits;
-  }
+  __device__ static uint32_t pack(float lo, float hi) { return operand_register(__floats2half2_rn(lo, hi)); }
 };
 
 template <>
@@ -104,12 +108,7 @@ struct Mma<__nv_bfloat16> {
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
-  __device__ static uint32_t pack(float lo, float hi) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    uint32_t bits;
-    memcpy(&bits, &h, sizeof(bits));
-    return bits;
-  }
+  __device__ static uint32_t pack(float lo, float hi) { return operand_register(__floats2bfloat162_rn(lo, hi)); }
 };
 
 // ---- shared-memory movement ----------------------------------------------------------------

@@ -1,5 +1,6 @@
 // What the kernel tests share: the device check, the tolerance table (relative L2 against a
-// float64 host reference, per element type), host-side element conversion and a fixed RNG.
+// float64 host reference, per element type), host-side element conversion, a fixed RNG and the
+// device buffers of one test.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -7,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "nd_kernels/activation.h"  // ElementType
 
@@ -16,6 +18,53 @@ inline bool have_device() {
   int count = 0;
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
 }
+
+// The device memory of one test, freed when the test returns, an early ASSERT return included.
+// Each allocation returns null on failure (and for an empty upload: an absent optional operand).
+class DeviceBuffers {
+ public:
+  DeviceBuffers() = default;
+  DeviceBuffers(const DeviceBuffers&) = delete;
+  DeviceBuffers& operator=(const DeviceBuffers&) = delete;
+  ~DeviceBuffers() {
+    for (void* p : owned_) cudaFree(p);
+  }
+
+  void* raw(size_t bytes) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) return nullptr;
+    owned_.push_back(p);
+    return p;
+  }
+  template <typename T>
+  T* upload(const std::vector<T>& host) {
+    if (host.empty()) return nullptr;
+    T* p = static_cast<T*>(raw(host.size() * sizeof(T)));
+    const size_t bytes = host.size() * sizeof(T);
+    if (p && cudaMemcpy(p, host.data(), bytes, cudaMemcpyHostToDevice) != cudaSuccess) return nullptr;
+    return p;
+  }
+  // All-ones bytes: NaN in every float type, so an element the kernel never writes fails the check.
+  template <typename T>
+  T* poisoned(size_t count) {
+    T* p = static_cast<T*>(raw(count * sizeof(T)));
+    if (p && cudaMemset(p, 0xff, count * sizeof(T)) != cudaSuccess) return nullptr;
+    return p;
+  }
+  // Waits for the device, then copies `count` elements back (empty if either step fails).
+  template <typename T>
+  static std::vector<T> download(const T* device, size_t count) {
+    std::vector<T> host(count);
+    if (cudaDeviceSynchronize() != cudaSuccess ||
+        cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost) != cudaSuccess) {
+      return {};
+    }
+    return host;
+  }
+
+ private:
+  std::vector<void*> owned_;
+};
 
 // Relative L2 bars against float64: fp32 math leaves ~1e-7; fp16 and bf16 are bounded by the
 // rounding of inputs and outputs themselves (2^-12 and 2^-9 relative).

@@ -97,15 +97,14 @@ void run_case(const AttentionCase& c) {
   const size_t out_size = static_cast<size_t>(B * H * Lq * D);
 
   // 2. The kernel, on device copies; out starts as NaN so an unwritten element fails the check.
-  std::vector<T*> device(sizes.size(), nullptr);
-  T* d_out = nullptr;
-  for (size_t b = 0; b < sizes.size(); ++b) {
-    ASSERT_EQ(cudaMalloc(&device[b], sizes[b] * sizeof(T)), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(device[b], host[b].data(), sizes[b] * sizeof(T), cudaMemcpyHostToDevice),
-              cudaSuccess);
+  DeviceBuffers buffers;
+  std::vector<T*> device;
+  for (const std::vector<T>& values : host) {
+    device.push_back(buffers.upload(values));
+    ASSERT_NE(device.back(), nullptr);
   }
-  ASSERT_EQ(cudaMalloc(&d_out, out_size * sizeof(T)), cudaSuccess);
-  ASSERT_EQ(cudaMemset(d_out, 0xff, out_size * sizeof(T)), cudaSuccess);
+  T* d_out = buffers.poisoned<T>(out_size);
+  ASSERT_NE(d_out, nullptr);
   FlashAttentionParams p{};
   p.q = device[q.buffer] + q.offset;
   p.k = device[k.buffer] + k.offset;
@@ -124,12 +123,8 @@ void run_case(const AttentionCase& c) {
   p.causal = c.causal;
   p.type = c.type;
   ASSERT_EQ(flash_attention_forward(p, nullptr), cudaSuccess);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<T> out(out_size);
-  ASSERT_EQ(cudaMemcpy(out.data(), d_out, out_size * sizeof(T), cudaMemcpyDeviceToHost),
-            cudaSuccess);
-  for (T* d : device) cudaFree(d);
-  cudaFree(d_out);
+  const std::vector<T> out = DeviceBuffers::download(d_out, out_size);
+  ASSERT_EQ(out.size(), out_size);
 
   // 3. float64 reference on the checked rows of every (batch, head).
   const auto at = [&](const Operand& o, int64_t b, int64_t h, int64_t r) {

@@ -13,6 +13,7 @@
 namespace nd::kernels {
 namespace {
 
+using kernel_testing::DeviceBuffers;
 using kernel_testing::have_device;
 
 // Awkward sizes on purpose: odd widths and a row count that is not a multiple of the block.
@@ -25,15 +26,15 @@ TEST_P(Geglu, Float16MatchesFloat64Reference) {
   std::normal_distribution<float> dist(0.f, 2.f);
   std::vector<__half> in(static_cast<size_t>(rows) * 2 * cols);
   for (auto& v : in) v = __float2half(dist(rng));
-  __half *d_in = nullptr, *d_out = nullptr;
-  ASSERT_EQ(cudaMalloc(&d_in, in.size() * sizeof(__half)), cudaSuccess);
-  ASSERT_EQ(cudaMalloc(&d_out, static_cast<size_t>(rows) * cols * sizeof(__half)), cudaSuccess);
-  cudaMemcpy(d_in, in.data(), in.size() * sizeof(__half), cudaMemcpyHostToDevice);
+  const size_t out_size = static_cast<size_t>(rows) * cols;
+  DeviceBuffers buffers;
+  const __half* d_in = buffers.upload(in);
+  __half* d_out = buffers.poisoned<__half>(out_size);
+  ASSERT_NE(d_in, nullptr);
+  ASSERT_NE(d_out, nullptr);
   ASSERT_EQ(geglu({d_in, d_out, rows, cols, ElementType::kFloat16}, nullptr), cudaSuccess);
-  std::vector<__half> out(static_cast<size_t>(rows) * cols);
-  cudaMemcpy(out.data(), d_out, out.size() * sizeof(__half), cudaMemcpyDeviceToHost);
-  cudaFree(d_in);
-  cudaFree(d_out);
+  const std::vector<__half> out = DeviceBuffers::download(d_out, out_size);
+  ASSERT_EQ(out.size(), out_size);
   double err2 = 0, ref2 = 0;
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < cols; ++c) {

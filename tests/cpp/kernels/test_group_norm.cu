@@ -33,15 +33,6 @@ void random_values(size_t count, float mean, Rng& rng, std::vector<T>& values,
   }
 }
 
-template <typename T>
-T* to_device(const std::vector<T>& host) {
-  T* device = nullptr;
-  if (host.empty()) return nullptr;
-  if (cudaMalloc(&device, host.size() * sizeof(T)) != cudaSuccess) return nullptr;
-  cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
-  return device;
-}
-
 double relative_l2(const std::vector<double>& got, const std::vector<double>& want) {
   double err2 = 0, ref2 = 0;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -78,16 +69,14 @@ void run_group_norm(const GroupNormCase& c) {
   if (c.beta) random_values(c.c, 0.f, rng, beta, beta_d);
 
   // 2. The kernel; the output starts as NaN so an unwritten element fails the check.
-  T* d_x = to_device(x);
-  T* d_add = to_device(add);
-  T* d_gamma = to_device(gamma);
-  T* d_beta = to_device(beta);
+  DeviceBuffers buffers;
+  T* d_x = buffers.upload(x);
   ASSERT_NE(d_x, nullptr);
-  T* d_out = d_x;
-  if (!c.in_place) {
-    ASSERT_EQ(cudaMalloc(&d_out, numel * sizeof(T)), cudaSuccess);
-    ASSERT_EQ(cudaMemset(d_out, 0xff, numel * sizeof(T)), cudaSuccess);
-  }
+  T* d_out = c.in_place ? d_x : buffers.poisoned<T>(numel);
+  ASSERT_NE(d_out, nullptr);
+  const T* d_add = buffers.upload(add);
+  const T* d_gamma = buffers.upload(gamma);
+  const T* d_beta = buffers.upload(beta);
   GroupNormParams p{};
   p.input = d_x;
   p.output = d_out;
@@ -103,22 +92,15 @@ void run_group_norm(const GroupNormCase& c) {
   p.channels_last = c.channels_last;
   p.apply_silu = c.silu;
   p.type = c.type;
-  void* workspace = nullptr;
   if (c.explicit_workspace) {
     const size_t bytes = group_norm_workspace_bytes(p);
     ASSERT_GT(bytes, 0u);
-    ASSERT_EQ(cudaMalloc(&workspace, bytes), cudaSuccess);
-    p.workspace = workspace;
+    p.workspace = buffers.raw(bytes);
+    ASSERT_NE(p.workspace, nullptr);
   }
   ASSERT_EQ(group_norm(p, nullptr), cudaSuccess);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<T> out(numel);
-  ASSERT_EQ(cudaMemcpy(out.data(), d_out, numel * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-  for (void* d : {static_cast<void*>(d_x), static_cast<void*>(d_add), static_cast<void*>(d_gamma),
-                  static_cast<void*>(d_beta), workspace}) {
-    cudaFree(d);
-  }
-  if (!c.in_place) cudaFree(d_out);
+  const std::vector<T> out = DeviceBuffers::download(d_out, numel);
+  ASSERT_EQ(out.size(), numel);
 
   // 3. float64 reference: two-pass statistics per (n, group) of x + add.
   const auto index = [&](int64_t n, int64_t ch, int64_t s) {
@@ -256,13 +238,13 @@ void run_layer_norm(const LayerNormCase& c) {
   if (c.beta) random_values(c.cols, 0.f, rng, beta, beta_d);
   const size_t out_size = static_cast<size_t>(c.rows) * c.output_row_stride;
 
-  T* d_x = to_device(x);
-  T* d_gamma = to_device(gamma);
-  T* d_beta = to_device(beta);
-  T* d_out = nullptr;
+  DeviceBuffers buffers;
+  const T* d_x = buffers.upload(x);
+  T* d_out = buffers.poisoned<T>(out_size);
   ASSERT_NE(d_x, nullptr);
-  ASSERT_EQ(cudaMalloc(&d_out, out_size * sizeof(T)), cudaSuccess);
-  ASSERT_EQ(cudaMemset(d_out, 0xff, out_size * sizeof(T)), cudaSuccess);
+  ASSERT_NE(d_out, nullptr);
+  const T* d_gamma = buffers.upload(gamma);
+  const T* d_beta = buffers.upload(beta);
   LayerNormParams p{};
   p.input = d_x;
   p.output = d_out;
@@ -275,14 +257,8 @@ void run_layer_norm(const LayerNormCase& c) {
   p.eps = 1e-5f;
   p.type = c.type;
   ASSERT_EQ(layer_norm(p, nullptr), cudaSuccess);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<T> out(out_size);
-  ASSERT_EQ(cudaMemcpy(out.data(), d_out, out_size * sizeof(T), cudaMemcpyDeviceToHost),
-            cudaSuccess);
-  for (void* d : {static_cast<void*>(d_x), static_cast<void*>(d_gamma),
-                  static_cast<void*>(d_beta), static_cast<void*>(d_out)}) {
-    cudaFree(d);
-  }
+  const std::vector<T> out = DeviceBuffers::download(d_out, out_size);
+  ASSERT_EQ(out.size(), out_size);
 
   std::vector<double> got, want;
   for (int64_t r = 0; r < c.rows; ++r) {
