@@ -92,7 +92,18 @@ void bind_prior_transformer(py::module_& m) {
            py::call_guard<py::gil_scoped_release>());
 }
 
+UNetAddedConditions added_conditions(const std::optional<at::Tensor>& text_embeds, const std::optional<at::Tensor>& time_ids,
+                                     const std::optional<at::Tensor>& image_embeds) {
+  UNetAddedConditions added;
+  if (text_embeds) added.text_embeds = *text_embeds;
+  if (time_ids) added.time_ids = *time_ids;
+  if (image_embeds) added.image_embeds = *image_embeds;
+  return added;
+}
+
 void bind_unet(py::module_& m) {
+  // Opaque: made by project_encoder_states, passed back to forward.
+  py::class_<EncoderKeyValues>(m, "EncoderKeyValues");
   py::class_<UNet2DConditionModel, std::shared_ptr<UNet2DConditionModel>> cls(m, "UNet2DConditionModel");
   def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
                       std::optional<at::ScalarType> dtype) {
@@ -102,16 +113,24 @@ void bind_unet(py::module_& m) {
       "forward",
       [](const UNet2DConditionModel& self, const at::Tensor& sample, const at::Tensor& timestep,
          std::optional<at::Tensor> encoder_hidden_states, std::optional<at::Tensor> text_embeds,
-         std::optional<at::Tensor> time_ids, std::optional<at::Tensor> image_embeds) {
-        UNetAddedConditions added;
-        if (text_embeds) added.text_embeds = *text_embeds;
-        if (time_ids) added.time_ids = *time_ids;
-        if (image_embeds) added.image_embeds = *image_embeds;
+         std::optional<at::Tensor> time_ids, std::optional<at::Tensor> image_embeds, const EncoderKeyValues* projected) {
+        const UNetAddedConditions added = added_conditions(text_embeds, time_ids, image_embeds);
         py::gil_scoped_release release;
-        return self.forward(sample, timestep, encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added);
+        return self.forward(sample, timestep, encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added,
+                            projected);
       },
       py::arg("sample"), py::arg("timestep"), py::arg("encoder_hidden_states"),
-      py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none(), py::arg("image_embeds") = py::none());
+      py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none(), py::arg("image_embeds") = py::none(),
+      py::arg("projected") = py::none());
+  cls.def(
+      "project_encoder_states",
+      [](const UNet2DConditionModel& self, std::optional<at::Tensor> encoder_hidden_states,
+         std::optional<at::Tensor> image_embeds) {
+        const UNetAddedConditions added = added_conditions(std::nullopt, std::nullopt, image_embeds);
+        py::gil_scoped_release release;
+        return self.project_encoder_states(encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added);
+      },
+      py::arg("encoder_hidden_states"), py::arg("image_embeds") = py::none());
 }
 
 void bind_autoencoder_kl(py::module_& m) {

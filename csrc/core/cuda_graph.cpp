@@ -84,7 +84,8 @@ struct CudaGraphCache::Entry {
   std::unique_ptr<at::cuda::CUDAGraph> graph;  // null: this signature could not be captured
 #endif
   std::string signature;
-  std::vector<at::Tensor> static_inputs;
+  std::vector<at::Tensor> static_inputs;  // the inputs, then the lasting inputs
+  std::vector<uint64_t> lasting_generations;
   at::Tensor static_output;
 };
 
@@ -101,10 +102,24 @@ std::size_t CudaGraphCache::size() const {
   return entries_.size();
 }
 
+namespace {
+
+// What the body receives: the inputs, then the lasting inputs.
+std::vector<at::Tensor> with_lasting(std::vector<at::Tensor> inputs,
+                                     const std::vector<CudaGraphCache::LastingInput>& lasting) {
+  for (const CudaGraphCache::LastingInput& l : lasting) inputs.push_back(l.tensor);
+  return inputs;
+}
+
+}  // namespace
+
 #ifndef ND_WITH_TORCH_CUDA
 
 // Without a CUDA build of torch there is nothing to capture (and capture() is never defined).
-at::Tensor CudaGraphCache::run(const std::vector<at::Tensor>& inputs, const Body& body) { return body(inputs); }
+at::Tensor CudaGraphCache::run(const std::vector<at::Tensor>& inputs, const Body& body,
+                               const std::vector<LastingInput>& lasting) {
+  return body(with_lasting(inputs, lasting));
+}
 
 #else
 
@@ -138,10 +153,14 @@ void abandon_capture(cudaStream_t stream) {
 }  // namespace
 
 CudaGraphCache::Entry& CudaGraphCache::capture(const std::string& signature, const std::vector<at::Tensor>& inputs,
-                                               const Body& body) {
+                                               const Body& body, const std::vector<LastingInput>& lasting) {
   auto entry = std::make_unique<Entry>();
   entry->signature = signature;
   for (const at::Tensor& t : inputs) entry->static_inputs.push_back(t.defined() ? t.clone() : at::Tensor());
+  for (const LastingInput& l : lasting) {
+    entry->static_inputs.push_back(l.tensor.defined() ? l.tensor.clone() : at::Tensor());
+    entry->lasting_generations.push_back(l.generation);
+  }
 
   const c10::Device device = *graph_device(inputs);
   const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(device.index());
@@ -177,15 +196,17 @@ CudaGraphCache::Entry& CudaGraphCache::capture(const std::string& signature, con
   return *entries_.front();
 }
 
-at::Tensor CudaGraphCache::run(const std::vector<at::Tensor>& inputs, const Body& body) {
-  if (!cuda_graphs_enabled()) return body(inputs);
-  const std::optional<c10::Device> device = graph_device(inputs);
-  if (!device) return body(inputs);
+at::Tensor CudaGraphCache::run(const std::vector<at::Tensor>& inputs, const Body& body,
+                               const std::vector<LastingInput>& lasting) {
+  const std::vector<at::Tensor> all_inputs = with_lasting(inputs, lasting);
+  if (!cuda_graphs_enabled()) return body(all_inputs);
+  const std::optional<c10::Device> device = graph_device(all_inputs);
+  if (!device) return body(all_inputs);
   const c10::cuda::CUDAGuard device_guard(*device);
   std::lock_guard<std::mutex> lock(mutex_);
 
   // The kernel and layout switches are part of what a graph recorded: flipping one must capture anew.
-  const std::string signature = tensor_signature(inputs) + (fused_kernels_enabled() ? "K" : "k") +
+  const std::string signature = tensor_signature(all_inputs) + (fused_kernels_enabled() ? "K" : "k") +
                                 (fused_attention_enabled() ? "A" : "a") + (channels_last_on(*device) ? "L" : "l");
   Entry* entry = nullptr;
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
@@ -195,13 +216,18 @@ at::Tensor CudaGraphCache::run(const std::vector<at::Tensor>& inputs, const Body
     break;
   }
   if (!entry) {
-    entry = &capture(signature, inputs, body);
+    entry = &capture(signature, inputs, body, lasting);
   } else {
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       if (inputs[i].defined()) entry->static_inputs[i].copy_(inputs[i], /*non_blocking=*/true);
     }
+    for (std::size_t i = 0; i < lasting.size(); ++i) {
+      if (!lasting[i].tensor.defined() || entry->lasting_generations[i] == lasting[i].generation) continue;
+      entry->static_inputs[inputs.size() + i].copy_(lasting[i].tensor, /*non_blocking=*/true);
+      entry->lasting_generations[i] = lasting[i].generation;
+    }
   }
-  if (!entry->graph) return body(inputs);
+  if (!entry->graph) return body(all_inputs);
   entry->graph->replay();
   // The static output is overwritten by the next replay; the caller gets its own copy.
   return entry->static_output.clone();

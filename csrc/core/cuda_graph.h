@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
@@ -26,6 +27,14 @@ class CudaGraphCache {
   // Inputs may be undefined (an absent optional input); defined ones must all be on one device.
   using Body = std::function<at::Tensor(const std::vector<at::Tensor>& inputs)>;
 
+  // An input that stays the same over many calls (a prompt's projected keys and values): its
+  // static copy is refreshed only when `generation` differs from the one the copy holds, instead
+  // of at every replay. The caller promises that equal generations mean equal contents.
+  struct LastingInput {
+    at::Tensor tensor;
+    uint64_t generation = 0;
+  };
+
   // Entry is complete only in the .cpp, so construction and destruction live there.
   explicit CudaGraphCache(std::size_t capacity = 4);
   ~CudaGraphCache();
@@ -35,7 +44,9 @@ class CudaGraphCache {
   // body(inputs), from a graph replay when the inputs are CUDA tensors and graphs are enabled.
   // The first call with a new signature warms up, captures and replays; later calls copy the
   // inputs into the captured buffers and replay. The result is the caller's own tensor.
-  at::Tensor run(const std::vector<at::Tensor>& inputs, const Body& body);
+  // `lasting` inputs reach the body after `inputs`, in order.
+  at::Tensor run(const std::vector<at::Tensor>& inputs, const Body& body,
+                 const std::vector<LastingInput>& lasting = {});
 
   // Drops every captured graph and its memory pool. Call when the weights the body reads move
   // (a captured graph holds their addresses).
@@ -44,7 +55,8 @@ class CudaGraphCache {
 
  private:
   struct Entry;
-  Entry& capture(const std::string& signature, const std::vector<at::Tensor>& inputs, const Body& body);
+  Entry& capture(const std::string& signature, const std::vector<at::Tensor>& inputs, const Body& body,
+                 const std::vector<LastingInput>& lasting);
 
   std::size_t capacity_;
   mutable std::mutex mutex_;
@@ -60,8 +72,9 @@ class ModelGraphs {
  public:
   using Visitor = std::function<void(const std::function<at::Tensor(const at::Tensor&)>&)>;
 
-  at::Tensor run(const std::vector<at::Tensor>& inputs, const CudaGraphCache::Body& body) const {
-    return graphs_->run(inputs, body);
+  at::Tensor run(const std::vector<at::Tensor>& inputs, const CudaGraphCache::Body& body,
+                 const std::vector<CudaGraphCache::LastingInput>& lasting = {}) const {
+    return graphs_->run(inputs, body, lasting);
   }
   // After the weights were visited (moved, or only read): checks where they are now.
   void weights_visited(const Visitor& visit_parameters);

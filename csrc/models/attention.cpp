@@ -45,13 +45,18 @@ BasicTransformerBlock BasicTransformerBlock::load(const WeightLoader& w,
   return b;
 }
 
-at::Tensor BasicTransformerBlock::forward(const at::Tensor& x, const at::Tensor& context) const {
+at::Tensor BasicTransformerBlock::forward(const at::Tensor& x, const EncoderContext& context) const {
   stream_in(this);
   // Ref: diffusers attention.py, BasicTransformerBlock.forward with norm_type="layer_norm".
   at::Tensor h = x + attn1_.forward(norm1_.forward(x),
-                                    config_.only_cross_attention ? context : at::Tensor());
+                                    config_.only_cross_attention ? context : EncoderContext());
   h = h + attn2_.forward(norm2_.forward(h), context);
   return h + ff_.forward(norm3_.forward(h));
+}
+
+void BasicTransformerBlock::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
+  if (config_.only_cross_attention) visit(attn1_);
+  visit(attn2_);
 }
 
 void BasicTransformerBlock::apply(const ParameterFn& fn) {

@@ -35,8 +35,10 @@ class BasicTransformerBlock {
  public:
   static BasicTransformerBlock load(const WeightLoader& w, const BasicTransformerBlockConfig& config);
   // x: [B, L, dim]; context: [B, S, cross_attention_dim].
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context) const;
+  at::Tensor forward(const at::Tensor& x, const EncoderContext& context) const;
   void apply(const ParameterFn& fn);
+  // Its attention layers that read the encoder states, in forward order.
+  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
 
  private:
   BasicTransformerBlockConfig config_;

@@ -60,7 +60,18 @@ Attention Attention::load(const WeightLoader& w, const AttentionConfig& c) {
   return a;
 }
 
-at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& context, const at::Tensor& temb) const {
+at::Tensor Attention::split_heads(const at::Tensor& t, int64_t batch) const {
+  return t.view({batch, -1, config_.heads, config_.dim_head}).transpose(1, 2);  // [B, h, L, d]
+}
+
+std::pair<at::Tensor, at::Tensor> Attention::project_encoder_states(const at::Tensor& states) const {
+  stream_in(this);
+  if (add_k_proj_) return {add_k_proj_->forward(states), add_v_proj_->forward(states)};
+  if (!reads_encoder_states()) throw ValueError("self-attention layers project no encoder states");
+  return {to_k_->forward(states), to_v_->forward(states)};
+}
+
+at::Tensor Attention::forward(const at::Tensor& hidden, const EncoderContext& context, const at::Tensor& temb) const {
   stream_in(this);
   if (add_k_proj_) return forward_added_kv(hidden, context);
   // Ref: diffusers AttnProcessor2_0.__call__.
@@ -73,13 +84,17 @@ at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& contex
     x = x.view({batch, channels, height * width}).transpose(1, 2);  // [B, HW, C]
   }
   if (group_norm_) x = group_norm_->forward(x.transpose(1, 2)).transpose(1, 2);
-  const at::Tensor& kv_input = context.defined() ? context : x;
-  const auto heads = [&](const at::Tensor& t) {
-    return t.view({batch, -1, config_.heads, config_.dim_head}).transpose(1, 2);  // [B, h, L, d]
-  };
-  const at::Tensor q = heads(to_q_.forward(x));
-  const at::Tensor k = heads(to_k_->forward(kv_input));
-  const at::Tensor v = heads(to_v_->forward(kv_input));
+  const at::Tensor q = split_heads(to_q_.forward(x), batch);
+  at::Tensor k, v;
+  if (context.projected) {
+    const EncoderKeyValues::KeyValue& kv = context.projected->of(this);
+    k = split_heads(kv.key, batch);
+    v = split_heads(kv.value, batch);
+  } else {
+    const at::Tensor& kv_input = context.states.defined() ? context.states : x;
+    k = split_heads(to_k_->forward(kv_input), batch);
+    v = split_heads(to_v_->forward(kv_input), batch);
+  }
   at::Tensor out = attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, -1, config_.heads * config_.dim_head});  // [B, L, inner]
   out = to_out_.forward(out);
@@ -89,28 +104,36 @@ at::Tensor Attention::forward(const at::Tensor& hidden, const at::Tensor& contex
   return out;
 }
 
-at::Tensor Attention::forward_added_kv(const at::Tensor& hidden, const at::Tensor& context) const {
+at::Tensor Attention::forward_added_kv(const at::Tensor& hidden, const EncoderContext& context) const {
   // Ref: diffusers AttnAddedKVProcessor2_0.__call__ (no mask: the UNet passes none here).
   if (hidden.dim() != 4) throw ValueError("added key/value attention expects [batch, channels, height, width]");
   const int64_t batch = hidden.size(0);
   const int64_t channels = hidden.size(1);
   at::Tensor x = hidden.view({batch, channels, -1}).transpose(1, 2);  // [B, HW, C]
-  const at::Tensor encoder = context.defined() ? context : x;
-  if (encoder.size(0) != batch) {
-    throw ValueError("encoder_hidden_states has batch " + std::to_string(encoder.size(0)) + ", the sample has " +
-                     std::to_string(batch));
+  at::Tensor k, v;  // [B, h, S, d]
+  if (context.projected) {
+    if (context.projected->batch() != batch) {
+      throw ValueError("projected encoder states have batch " + std::to_string(context.projected->batch()) +
+                       ", the sample has " + std::to_string(batch));
+    }
+    const EncoderKeyValues::KeyValue& kv = context.projected->of(this);
+    k = split_heads(kv.key, batch);
+    v = split_heads(kv.value, batch);
+  } else {
+    const at::Tensor encoder = context.states.defined() ? context.states : x;
+    if (encoder.size(0) != batch) {
+      throw ValueError("encoder_hidden_states has batch " + std::to_string(encoder.size(0)) + ", the sample has " +
+                       std::to_string(batch));
+    }
+    k = split_heads(add_k_proj_->forward(encoder), batch);
+    v = split_heads(add_v_proj_->forward(encoder), batch);
   }
   x = group_norm_->forward(x.transpose(1, 2)).transpose(1, 2);
-  const auto heads = [&](const at::Tensor& t) {
-    return t.view({batch, -1, config_.heads, config_.dim_head}).transpose(1, 2);  // [B, h, L, d]
-  };
-  const at::Tensor q = heads(to_q_.forward(x));
-  at::Tensor k = heads(add_k_proj_->forward(encoder));  // [B, h, S, d]
-  at::Tensor v = heads(add_v_proj_->forward(encoder));
+  const at::Tensor q = split_heads(to_q_.forward(x), batch);
   if (!config_.only_cross_attention) {
     // Encoder keys first, then the sample's own: [B, h, S + HW, d].
-    k = at::cat({k, heads(to_k_->forward(x))}, 2);
-    v = at::cat({v, heads(to_v_->forward(x))}, 2);
+    k = at::cat({k, split_heads(to_k_->forward(x), batch)}, 2);
+    v = at::cat({v, split_heads(to_v_->forward(x), batch)}, 2);
   }
   at::Tensor out = attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, -1, channels});  // [B, HW, C]

@@ -8,7 +8,9 @@
 #include <ATen/core/Tensor.h>
 
 #include <optional>
+#include <utility>
 
+#include "models/encoder_key_values.h"
 #include "models/layers.h"
 
 namespace nd {
@@ -50,12 +52,20 @@ class Attention {
   static Attention load(const WeightLoader& w, const AttentionConfig& config);
   // hidden: [B, L, query_dim] or [B, C, H, W]; context: [B, S, cross_attention_dim] (or
   // [B, S, added_kv_proj_dim]) or undefined; temb: SpatialNorm's zq when spatial_norm_dim > 0.
-  at::Tensor forward(const at::Tensor& hidden, const at::Tensor& context = at::Tensor(),
+  // With context.projected, the keys and values of the encoder states come from there.
+  at::Tensor forward(const at::Tensor& hidden, const EncoderContext& context = EncoderContext(),
                      const at::Tensor& temb = at::Tensor()) const;
   void apply(const ParameterFn& fn);
 
+  // Whether forward attends to encoder states (cross-attention, or added keys and values).
+  bool reads_encoder_states() const { return config_.cross_attention_dim > 0 || config_.added_kv_proj_dim > 0; }
+  // The encoder keys and values forward would project from `states` [B, S, D]: [B, S, inner] each.
+  std::pair<at::Tensor, at::Tensor> project_encoder_states(const at::Tensor& states) const;
+
  private:
-  at::Tensor forward_added_kv(const at::Tensor& hidden, const at::Tensor& context) const;
+  at::Tensor forward_added_kv(const at::Tensor& hidden, const EncoderContext& context) const;
+  // [B, L, inner] -> [B, heads, L, dim_head]
+  at::Tensor split_heads(const at::Tensor& t, int64_t batch) const;
 
   AttentionConfig config_;
   std::optional<GroupNorm> group_norm_;

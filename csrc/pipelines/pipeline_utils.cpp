@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "core/host_sync_check.h"
 #include "core/random.h"
+#include "offload/streaming.h"
 
 namespace nd {
 
@@ -20,6 +21,21 @@ void run_step_callback(const StepCallback& callback, int64_t step, const at::Ten
     auto it = tensors.find(name);
     if (it != tensors.end() && tensor.defined()) it->second = tensor;
   }
+}
+
+const EncoderKeyValues* LoopProjections::of(const at::Tensor& encoder_hidden_states,
+                                            const UNetAddedConditions& added) {
+  if (streaming_active()) return nullptr;
+  if (!projected_ || !states_.is_same(encoder_hidden_states) || !image_embeds_.is_same(added.image_embeds)) {
+    projected_ = unet_.project_encoder_states(encoder_hidden_states, added);
+    states_ = encoder_hidden_states;
+    image_embeds_ = added.image_embeds;
+  }
+  return &*projected_;
+}
+
+void LoopProjections::after_step_callback(const StepCallback& callback) {
+  if (callback) projected_.reset();
 }
 
 at::Tensor tokenize_padded(const CLIPTokenizer& tokenizer, const std::vector<std::string>& texts,

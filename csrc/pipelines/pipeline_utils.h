@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "models/autoencoders/autoencoder_kl.h"
+#include "models/unets/unet_2d_condition.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
 
@@ -81,6 +82,23 @@ at::Tensor rescale_noise_cfg(const at::Tensor& noise_cfg, const at::Tensor& nois
 // rescale when guidance_rescale > 0.
 at::Tensor apply_classifier_free_guidance(const at::Tensor& noise_pred, double guidance_scale,
                                           double guidance_rescale = 0.0);
+
+// A denoising loop's cross-attention keys and values (UNet2DConditionModel::project_encoder_states):
+// projected at the first step and reused while the loop passes the same tensors. A step callback
+// can change those in place, unseen, so after each callback they are projected anew.
+class LoopProjections {
+ public:
+  explicit LoopProjections(const UNet2DConditionModel& unet) : unet_(unet) {}
+  // Null while blocks stream in (sequential offload): projecting ahead would bring in every
+  // transformer block once more per call, for two small GEMMs each.
+  const EncoderKeyValues* of(const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added);
+  void after_step_callback(const StepCallback& callback);
+
+ private:
+  const UNet2DConditionModel& unet_;
+  std::optional<EncoderKeyValues> projected_;
+  at::Tensor states_, image_embeds_;  // what projected_ was projected from
+};
 
 // The step after which diffusers' progress bar advances (higher-order schedulers repeat steps).
 inline bool progress_bar_advances(int64_t i, int64_t num_timesteps, int64_t num_warmup_steps, int64_t order) {

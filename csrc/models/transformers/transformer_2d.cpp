@@ -32,7 +32,7 @@ Transformer2DModel Transformer2DModel::load(const WeightLoader& w, const Transfo
   return t;
 }
 
-at::Tensor Transformer2DModel::forward(const at::Tensor& x, const at::Tensor& context) const {
+at::Tensor Transformer2DModel::forward(const at::Tensor& x, const EncoderContext& context) const {
   const int64_t batch = x.size(0), height = x.size(2), width = x.size(3);
   at::Tensor h = norm_.forward(x);
   int64_t inner = 0;
@@ -69,6 +69,10 @@ void Transformer2DModel::apply(const ParameterFn& fn) {
     proj_out_conv_.apply(fn);
   }
   for (BasicTransformerBlock& b : transformer_blocks_) b.apply(fn);
+}
+
+void Transformer2DModel::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
+  for (const BasicTransformerBlock& block : transformer_blocks_) block.for_each_cross_attention(visit);
 }
 
 void Transformer2DModel::for_each_unit(const UnitVisitor& visit) {

@@ -27,8 +27,9 @@ class Transformer2DModel {
  public:
   static Transformer2DModel load(const WeightLoader& w, const Transformer2DConfig& config);
   // x: [B, C, H, W]; context: [B, S, cross_attention_dim] -> [B, C, H, W].
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& context) const;
+  at::Tensor forward(const at::Tensor& x, const EncoderContext& context) const;
   void apply(const ParameterFn& fn);
+  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
 

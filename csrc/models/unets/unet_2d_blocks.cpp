@@ -107,7 +107,7 @@ DownBlock2D DownBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
 }
 
 at::Tensor DownBlock2D::forward(const at::Tensor& x, const at::Tensor& temb,
-                                const at::Tensor& context, std::vector<at::Tensor>* skips) const {
+                                const EncoderContext& context, std::vector<at::Tensor>* skips) const {
   at::Tensor h = x;
   for (std::size_t i = 0; i < resnets_.size(); ++i) {
     h = resnets_[i].forward(h, temb);
@@ -149,7 +149,7 @@ MidBlock2D MidBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
 }
 
 at::Tensor MidBlock2D::forward(const at::Tensor& x, const at::Tensor& temb,
-                               const at::Tensor& context) const {
+                               const EncoderContext& context) const {
   at::Tensor h = resnets_[0].forward(x, temb);
   if (!transformers_.empty()) h = transformers_[0].forward(h, context);
   if (!attentions_.empty()) h = attentions_[0].forward(h, context, temb);
@@ -196,7 +196,7 @@ UpBlock2D UpBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
   return b;
 }
 
-at::Tensor UpBlock2D::forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
+at::Tensor UpBlock2D::forward(const at::Tensor& x, const at::Tensor& temb, const EncoderContext& context,
                               std::vector<at::Tensor>* skips, at::IntArrayRef upsample_size) const {
   at::Tensor h = x;
   for (std::size_t i = 0; i < resnets_.size(); ++i) {
@@ -220,6 +220,31 @@ void UpBlock2D::apply(const ParameterFn& fn) {
   for (auto& a : attention_layers_) a.apply(fn);
   if (upsampler_) upsampler_->apply(fn);
   if (resnet_upsampler_) resnet_upsampler_->apply(fn);
+}
+
+namespace {
+
+void visit_cross_attention(const CrossAttentionVisitor& visit, const std::vector<Transformer2DModel>& transformers,
+                           const std::vector<Attention>& attention_layers) {
+  // A block holds transformers or attention layers, never both, so this is forward order.
+  for (const Transformer2DModel& transformer : transformers) transformer.for_each_cross_attention(visit);
+  for (const Attention& layer : attention_layers) {
+    if (layer.reads_encoder_states()) visit(layer);
+  }
+}
+
+}  // namespace
+
+void DownBlock2D::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
+  visit_cross_attention(visit, attentions_, attention_layers_);
+}
+
+void MidBlock2D::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
+  visit_cross_attention(visit, transformers_, attentions_);
+}
+
+void UpBlock2D::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
+  visit_cross_attention(visit, attentions_, attention_layers_);
 }
 
 namespace {

@@ -56,9 +56,11 @@ class DownBlock2D {
  public:
   static DownBlock2D load(const WeightLoader& w, const UNetBlockConfig& config);
   // Appends each layer's output (the skip connections) to `skips`.
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const EncoderContext& context,
                      std::vector<at::Tensor>* skips) const;
   void apply(const ParameterFn& fn);
+  // Its attention layers that read the encoder states, in forward order.
+  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
 
@@ -75,8 +77,9 @@ class DownBlock2D {
 class MidBlock2D {
  public:
   static MidBlock2D load(const WeightLoader& w, const UNetBlockConfig& config);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context) const;
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const EncoderContext& context) const;
   void apply(const ParameterFn& fn);
+  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
 
@@ -92,9 +95,10 @@ class UpBlock2D {
  public:
   static UpBlock2D load(const WeightLoader& w, const UNetBlockConfig& config);
   // Pops this block's skip connections from the back of `skips` (none for the VAE decoder).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const at::Tensor& context,
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const EncoderContext& context,
                      std::vector<at::Tensor>* skips, at::IntArrayRef upsample_size) const;
   void apply(const ParameterFn& fn);
+  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
   int64_t num_layers() const { return static_cast<int64_t>(resnets_.size()); }

@@ -322,6 +322,14 @@ void UNet2DConditionModel::check_inputs(const at::Tensor& sample_in, const at::T
                      ", height, width], got " + c10::str(sample_in.sizes()));
   }
   const int64_t batch = sample_in.size(0);
+  check_encoder_inputs(batch, encoder_hidden_states, added);
+  if (!timestep.defined() || timestep.dim() > 1 || (timestep.dim() == 1 && timestep.size(0) != batch && timestep.size(0) != 1)) {
+    throw ValueError("timestep must be a scalar or have shape [" + std::to_string(batch) + "]");
+  }
+}
+
+void UNet2DConditionModel::check_encoder_inputs(int64_t batch, const at::Tensor& encoder_hidden_states,
+                                                const UNetAddedConditions& added) const {
   const bool needs_image_embeds = encoder_hid_proj_ || image_add_embedding_;
   if (needs_image_embeds) {
     if (!added.image_embeds.defined()) {
@@ -342,15 +350,53 @@ void UNet2DConditionModel::check_inputs(const at::Tensor& sample_in, const at::T
                      std::to_string(config_.cross_attention_dim[0]) + "], got " +
                      (encoder_hidden_states.defined() ? c10::str(encoder_hidden_states.sizes()) : std::string("None")));
   }
-  if (!timestep.defined() || timestep.dim() > 1 || (timestep.dim() == 1 && timestep.size(0) != batch && timestep.size(0) != 1)) {
-    throw ValueError("timestep must be a scalar or have shape [" + std::to_string(batch) + "]");
+}
+
+void UNet2DConditionModel::check_projections(const EncoderKeyValues& projected, int64_t batch) const {
+  if (projected.model() != this) {
+    throw ValueError("the projected encoder states were made by another UNet2DConditionModel");
   }
+  const at::Tensor& storage = projected.storage();
+  if (projected.batch() != batch || storage.device() != device() || storage.scalar_type() != dtype()) {
+    throw ValueError("the projected encoder states have batch " + std::to_string(projected.batch()) + " on " +
+                     storage.device().str() + " in " + c10::toString(storage.scalar_type()) + ", the sample batch " +
+                     std::to_string(batch) + " and the model is on " + device().str() + " in " +
+                     c10::toString(dtype()) + ": project them again");
+  }
+}
+
+at::Tensor UNet2DConditionModel::encoder_states_for(const at::Tensor& encoder_hidden_states,
+                                                    const at::Tensor& image_embeds) const {
+  // Ref: diffusers process_encoder_hidden_states, "image_proj": the image tokens replace the text.
+  return encoder_hid_proj_ ? encoder_hid_proj_->forward(image_embeds) : encoder_hidden_states;
+}
+
+void UNet2DConditionModel::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
+  for (const DownBlock2D& block : down_blocks_) block.for_each_cross_attention(visit);
+  mid_block_.for_each_cross_attention(visit);
+  for (const UpBlock2D& block : up_blocks_) block.for_each_cross_attention(visit);
+}
+
+EncoderKeyValues UNet2DConditionModel::project_encoder_states(const at::Tensor& encoder_hidden_states,
+                                                              const UNetAddedConditions& added) const {
+  const at::Tensor& batch_source = encoder_hid_proj_ ? added.image_embeds : encoder_hidden_states;
+  if (!batch_source.defined() || batch_source.dim() < 1) {
+    throw ValueError(encoder_hid_proj_ ? "project_encoder_states needs image_embeds" : "project_encoder_states needs encoder_hidden_states");
+  }
+  check_encoder_inputs(batch_source.size(0), encoder_hidden_states, added);
+  c10::NoGradGuard no_grad;
+  // The same casts as forward, so that the projections equal the ones forward would make.
+  const at::Tensor image_embeds = added.image_embeds.defined() ? added.image_embeds.to(device(), dtype()) : at::Tensor();
+  const at::Tensor states = encoder_hid_proj_ ? at::Tensor() : encoder_hidden_states.to(device(), dtype());
+  return EncoderKeyValues::project([this](const CrossAttentionVisitor& visit) { for_each_cross_attention(visit); },
+                                   encoder_states_for(states, image_embeds), this);
 }
 
 at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Tensor& timestep,
                                          const at::Tensor& encoder_hidden_states,
-                                         const UNetAddedConditions& added) const {
+                                         const UNetAddedConditions& added, const EncoderKeyValues* projected) const {
   check_inputs(sample, timestep, encoder_hidden_states, added);
+  if (projected) check_projections(*projected, sample.size(0));
   c10::NoGradGuard no_grad;
   // Everything moves to the model's device and dtype outside the graph; inside is device work only.
   const auto on_device = [&](const at::Tensor& t, bool cast) {
@@ -358,23 +404,36 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
     return cast ? t.to(device(), dtype()) : t.to(device());
   };
   // timestep and the SDXL conditions keep their dtype: diffusers embeds them in float32.
+  // With projections the encoder states are not read at all (their keys and values are).
+  const bool reads_states = !encoder_hid_proj_ && !projected;
   const std::vector<at::Tensor> inputs{on_device(sample, true), on_device(timestep, false),
-                                       encoder_hid_proj_ ? at::Tensor() : on_device(encoder_hidden_states, true),
+                                       reads_states ? on_device(encoder_hidden_states, true) : at::Tensor(),
                                        on_device(added.text_embeds, false), on_device(added.time_ids, false),
                                        on_device(added.image_embeds, true)};
   // Streamed weights change address block by block, so a captured graph could not replay them.
   if (streaming_active()) {
-    return forward_on_device(inputs[0], inputs[1], inputs[2], UNetAddedConditions{inputs[3], inputs[4], inputs[5]});
+    return forward_on_device(inputs[0], inputs[1], inputs[2], UNetAddedConditions{inputs[3], inputs[4], inputs[5]},
+                             projected);
   }
-  return graphs_.run(inputs, [this](const std::vector<at::Tensor>& in) {
-    c10::NoGradGuard no_grad_in_capture;
-    return forward_on_device(in[0], in[1], in[2], UNetAddedConditions{in[3], in[4], in[5]});
-  });
+  // The projections change once per prompt: the graph's copy of them is refreshed only then.
+  std::vector<CudaGraphCache::LastingInput> lasting;
+  if (projected) lasting.push_back({projected->storage(), projected->generation()});
+  return graphs_.run(
+      inputs,
+      [this, projected](const std::vector<at::Tensor>& in) {
+        c10::NoGradGuard no_grad_in_capture;
+        const UNetAddedConditions added_in{in[3], in[4], in[5]};
+        if (!projected) return forward_on_device(in[0], in[1], in[2], added_in, nullptr);
+        const EncoderKeyValues in_place = projected->over(in[6]);
+        return forward_on_device(in[0], in[1], in[2], added_in, &in_place);
+      },
+      lasting);
 }
 
 at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, const at::Tensor& timestep,
                                                    const at::Tensor& encoder_hidden_states,
-                                                   const UNetAddedConditions& added) const {
+                                                   const UNetAddedConditions& added,
+                                                   const EncoderKeyValues* projected) const {
   const int64_t batch = sample_in.size(0);
   const bool needs_image_embeds = encoder_hid_proj_ || image_add_embedding_;
   at::Tensor sample = sample_in;
@@ -384,9 +443,8 @@ at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, 
   const at::Tensor image_embeds = needs_image_embeds ? added.image_embeds : at::Tensor();
   // Ref: diffusers get_aug_embed, addition_embed_type == "image" (Kandinsky 2.2).
   if (image_add_embedding_) temb = temb + image_add_embedding_->forward(image_embeds);
-  // Ref: diffusers process_encoder_hidden_states, "image_proj": the image tokens replace the text.
-  const at::Tensor context =
-      encoder_hid_proj_ ? encoder_hid_proj_->forward(image_embeds) : encoder_hidden_states;
+  const EncoderContext context =
+      projected ? EncoderContext(at::Tensor(), projected) : EncoderContext(encoder_states_for(encoder_hidden_states, image_embeds));
 
   at::Tensor h = conv_in_.forward(in_engine_layout(sample));
   std::vector<at::Tensor> skips{h};

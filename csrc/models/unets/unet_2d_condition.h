@@ -16,6 +16,7 @@
 #include "io/json_config.h"
 #include "io/state_dict.h"
 #include "models/embeddings.h"
+#include "models/encoder_key_values.h"
 #include "models/unets/unet_2d_blocks.h"
 
 namespace nd {
@@ -83,10 +84,20 @@ class UNet2DConditionModel {
 
   // sample: [B, in_channels, H, W]; timestep: scalar or [B] (or [1]); encoder_hidden_states:
   // [B, S, cross_attention_dim] (ignored, may be undefined, with encoder_hid_dim_type "image_proj").
-  // Returns [B, out_channels, H, W].
+  // Returns [B, out_channels, H, W]. With `projected` (from project_encoder_states, for the same
+  // encoder states), cross-attention reads its keys and values from there.
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep,
                      const at::Tensor& encoder_hidden_states,
-                     const UNetAddedConditions& added = UNetAddedConditions()) const;
+                     const UNetAddedConditions& added = UNetAddedConditions(),
+                     const EncoderKeyValues* projected = nullptr) const;
+
+  // The keys and values every cross-attention layer projects from the encoder states (for
+  // encoder_hid_dim_type "image_proj", from added.image_embeds): the same at every step of one
+  // prompt, so a denoising loop projects them once and passes them to each forward.
+  EncoderKeyValues project_encoder_states(const at::Tensor& encoder_hidden_states,
+                                          const UNetAddedConditions& added = UNetAddedConditions()) const;
+  // Its attention layers that read the encoder states.
+  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
 
   void to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
   at::ScalarType dtype() const { return conv_in_.weight.scalar_type(); }
@@ -101,9 +112,15 @@ class UNet2DConditionModel {
   // Checks every input against the config before any work (and before any CUDA graph capture).
   void check_inputs(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoder_hidden_states,
                     const UNetAddedConditions& added) const;
+  void check_encoder_inputs(int64_t batch, const at::Tensor& encoder_hidden_states,
+                            const UNetAddedConditions& added) const;
+  void check_projections(const EncoderKeyValues& projected, int64_t batch) const;
   // The forward proper, on inputs already on the model's device: the unit a CUDA graph captures.
   at::Tensor forward_on_device(const at::Tensor& sample, const at::Tensor& timestep,
-                               const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added) const;
+                               const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added,
+                               const EncoderKeyValues* projected) const;
+  // What cross-attention attends to: the encoder states, or the image tokens that replace them.
+  at::Tensor encoder_states_for(const at::Tensor& encoder_hidden_states, const at::Tensor& image_embeds) const;
   at::Tensor time_embedding_for(const at::Tensor& timestep, int64_t batch, at::ScalarType dtype) const;
   at::Tensor addition_embedding_for(const UNetAddedConditions& added, int64_t batch) const;
 

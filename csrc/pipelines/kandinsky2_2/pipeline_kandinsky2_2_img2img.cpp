@@ -125,6 +125,7 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
   use_component("unet");
   // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
   const at::Tensor host_timesteps = timesteps.cpu();
+  LoopProjections projections(*unet_);
   {
     ProgressBar progress(timesteps.size(0), r.progress_bar);
     for (int64_t i = 0; i < timesteps.size(0); ++i) {
@@ -136,7 +137,7 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
       const at::Tensor model_input = cfg ? at::cat({x, x}, 0) : x;
       UNetAddedConditions added;
       added.image_embeds = tensors["image_embeds"];
-      at::Tensor noise_pred = unet_->forward(model_input, t, at::Tensor(), added);
+      at::Tensor noise_pred = unet_->forward(model_input, t, at::Tensor(), added, projections.of(at::Tensor(), added));
       if (cfg) {
         // Ref: diffusers: guidance on the noise half only; the variance comes from the text half.
         const std::vector<at::Tensor> halves = noise_pred.split(channels, 1);
@@ -152,6 +153,7 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
       if (!learned_variance) noise_pred = noise_pred.split(channels, 1)[0];
       tensors["latents"] = scheduler_->step(noise_pred, t_host, x, step_options).prev_sample;
       run_step_callback(r.callback_on_step_end, i, t, tensors);
+      projections.after_step_callback(r.callback_on_step_end);
       progress.update();
     }
   }

@@ -85,6 +85,7 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
   use_component("unet");
   // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
   const at::Tensor host_timesteps = timesteps.cpu();
+  LoopProjections projections(*unet_);
   {
     ProgressBar progress(window.num_inference_steps, r.progress_bar);
     for (int64_t i = 0; i < timesteps.size(0); ++i) {
@@ -94,10 +95,12 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
       const at::Tensor& latents = tensors["latents"];
       at::Tensor model_input = cfg ? at::cat({latents, latents}, 0) : latents;
       model_input = scheduler_->scale_model_input(model_input, t_host);
-      at::Tensor noise_pred = unet_->forward(model_input, t, tensors["prompt_embeds"]);
+      const at::Tensor& prompt_embeds = tensors["prompt_embeds"];
+      at::Tensor noise_pred = unet_->forward(model_input, t, prompt_embeds, {}, projections.of(prompt_embeds, {}));
       if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
       tensors["latents"] = scheduler_->step(noise_pred, t_host, latents, step_options).prev_sample;
       run_step_callback(r.callback_on_step_end, i, t, tensors);
+      projections.after_step_callback(r.callback_on_step_end);
       if (progress_bar_advances(i, timesteps.size(0), num_warmup_steps, order)) progress.update();
     }
   }

@@ -176,6 +176,7 @@ at::Tensor StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r,
   use_component("unet");
   // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
   const at::Tensor host_timesteps = window.timesteps.cpu();
+  LoopProjections projections(*unet_);
   {
     ProgressBar progress(window.num_inference_steps, r.progress_bar);
     for (int64_t i = 0; i < count; ++i) {
@@ -187,10 +188,12 @@ at::Tensor StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r,
       UNetAddedConditions added;
       added.text_embeds = tensors["add_text_embeds"];
       added.time_ids = tensors["add_time_ids"];
-      at::Tensor noise_pred = unet_->forward(model_input, t, tensors["prompt_embeds"], added);
+      const at::Tensor& prompt_embeds = tensors["prompt_embeds"];
+      at::Tensor noise_pred = unet_->forward(model_input, t, prompt_embeds, added, projections.of(prompt_embeds, {}));
       if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
       tensors["latents"] = scheduler_->step(noise_pred, t_host, x, step_options).prev_sample;
       run_step_callback(r.callback_on_step_end, i, t, tensors);
+      projections.after_step_callback(r.callback_on_step_end);
       if (progress_bar_advances(i, count, num_warmup_steps, order)) progress.update();
     }
   }

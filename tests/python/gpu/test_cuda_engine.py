@@ -73,6 +73,25 @@ def test_cuda_graph_replay_equals_eager_engine(sd15_shaped_checkpoint):
     torch.testing.assert_close(replayed, eager_other, rtol=0, atol=2e-3)
 
 
+def test_graph_replay_refreshes_projected_encoder_states_when_the_prompt_changes(sd15_shaped_checkpoint):
+    """A replayed graph reads the projected keys and values from its own static copy, refreshed only
+    when a new projection arrives: a second prompt must not replay the first prompt's keys."""
+    engine = nd.UNet2DConditionModel.from_pretrained(sd15_shaped_checkpoint, subfolder="unet", variant="fp16",
+                                                     torch_dtype=torch.float16).to("cuda")._engine
+    sample, t, context = unet_inputs()
+    other_context = torch.randn_like(context)
+    first, second = engine.project_encoder_states(context), engine.project_encoder_states(other_context)
+    got = [engine.forward(sample, t, context, projected=p) for p in (first, first, second, first)]
+    _C.set_cuda_graphs_enabled(False)
+    try:
+        eager = [engine.forward(sample, t, c) for c in (context, other_context)]
+    finally:
+        _C.set_cuda_graphs_enabled(True)
+    for out, expected in zip(got, [eager[0], eager[0], eager[1], eager[0]]):
+        torch.testing.assert_close(out, expected, rtol=0, atol=2e-3)
+    assert (got[2] - got[0]).abs().max().item() > 1e-2
+
+
 def test_unet_moved_after_capture_does_not_replay_stale_weights(sd15_shaped_checkpoint):
     ours = nd.UNet2DConditionModel.from_pretrained(sd15_shaped_checkpoint, subfolder="unet", variant="fp16",
                                                    torch_dtype=torch.float16).to("cuda")

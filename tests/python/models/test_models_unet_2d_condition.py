@@ -70,6 +70,45 @@ def test_unet_matches_diffusers(tmp_path, name, engine_layout):
         assert (got - expected).abs().max().item() <= FP32_ATOL, f"timestep {t}"
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("engine_layout", ["auto", "on"], indirect=True)
+def test_projected_encoder_states_stand_in_for_the_states(tmp_path, name, engine_layout):
+    """A denoising loop projects the cross-attention keys and values once per prompt
+    (project_encoder_states) instead of at every step, as diffusers does: the step must be the one
+    diffusers computes, bit for bit the one we compute without projections, and must read the keys
+    and values from the projections alone (NaN states cannot reach the output)."""
+    config = VARIANTS[name]
+    ref = _save_unet(config, tmp_path)
+    engine = nd.UNet2DConditionModel.from_pretrained(tmp_path).to("cpu")._engine
+    sample, context = _inputs(config)
+    projected = engine.project_encoder_states(context)
+    for t in (torch.tensor(981), torch.tensor([10, 500])):
+        with torch.no_grad():
+            expected = ref(sample, t, context).sample
+        plain = engine.forward(sample, t, context)
+        got = engine.forward(sample, t, torch.full_like(context, float("nan")), projected=projected)
+        assert torch.equal(got, plain)
+        assert (got - expected).abs().max().item() <= FP32_ATOL, f"timestep {t}"
+    other = engine.project_encoder_states(torch.randn_like(context))
+    steered = engine.forward(sample, torch.tensor(10), context, projected=other)
+    assert not torch.allclose(steered, engine.forward(sample, torch.tensor(10), context))
+
+
+def test_projected_encoder_states_are_checked(tmp_path):
+    _save_unet(TINY, tmp_path)
+    engine = nd.UNet2DConditionModel.from_pretrained(tmp_path)._engine
+    other = nd.UNet2DConditionModel.from_pretrained(tmp_path)._engine
+    sample, context = _inputs(TINY)
+    with pytest.raises(ValueError, match="another UNet2DConditionModel"):
+        engine.forward(sample, torch.tensor(10), context, projected=other.project_encoder_states(context))
+    with pytest.raises(ValueError, match="batch 1"):
+        engine.forward(sample, torch.tensor(10), context, projected=engine.project_encoder_states(context[:1]))
+    with pytest.raises(ValueError, match="encoder_hidden_states must have shape"):
+        engine.project_encoder_states(context[..., :16])
+    with pytest.raises(ValueError, match="encoder_hidden_states"):
+        engine.project_encoder_states(None)
+
+
 def test_unet_non_square_input_needs_forward_upsample_size(tmp_path):
     """A 96x64 image gives 12x8 latents: 12 -> 6 -> 3 -> 2 on the way down, so the up path must
     upsample to the skips' sizes (diffusers' forward_upsample_size)."""

@@ -75,6 +75,28 @@ def test_kandinsky_unet_matches_diffusers(tmp_path, name, engine_layout):
         assert diff <= FP32_ATOL, f"timestep {t}: max abs diff {diff}"
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_projected_image_tokens_stand_in_for_the_projection(tmp_path, name):
+    """The added key/value projections of the image tokens, made once per call of a pipeline: the
+    same step as diffusers and as ours without them, and really read (other projections change it)."""
+    config = VARIANTS[name]
+    ref = _save_unet(config, tmp_path)
+    engine = nd.UNet2DConditionModel.from_pretrained(tmp_path)._engine
+    sample, image_embeds = _inputs(config)
+    projected = engine.project_encoder_states(None, image_embeds=image_embeds)
+    with torch.no_grad():
+        expected = ref(sample, 500, None, added_cond_kwargs={"image_embeds": image_embeds}).sample
+    plain = engine.forward(sample, torch.tensor(500), None, image_embeds=image_embeds)
+    got = engine.forward(sample, torch.tensor(500), None, image_embeds=image_embeds, projected=projected)
+    assert torch.equal(got, plain)
+    assert (got - expected).abs().max().item() <= FP32_ATOL
+    other = engine.project_encoder_states(None, image_embeds=torch.randn_like(image_embeds))
+    steered = engine.forward(sample, torch.tensor(500), None, image_embeds=image_embeds, projected=other)
+    assert not torch.allclose(steered, plain)
+    with pytest.raises(ValueError, match="image_embeds"):
+        engine.project_encoder_states(None)
+
+
 def test_kandinsky_unet_op_and_errors(tmp_path):
     ref = _save_unet(TINY, tmp_path)
     ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)

@@ -195,6 +195,29 @@ def test_callback_on_step_end_sees_each_step(pipes):
     assert np.abs(got.images - expected.images).max() <= FP32_ATOL
 
 
+@pytest.mark.parametrize("edit", ["returned", "in_place"])
+def test_callback_that_edits_prompt_embeds_steers_later_steps(pipes, edit):
+    """The loop projects the prompt's cross-attention keys and values once; a callback that replaces
+    the prompt embeddings, or scales them in place, must reach the following steps as in diffusers."""
+    ref, ours = pipes
+
+    def callback(pipe, step, timestep, callback_kwargs):
+        if step != 1:
+            return {}
+        if edit == "in_place":
+            callback_kwargs["prompt_embeds"].mul_(0.25)
+            return {}
+        return {"prompt_embeds": callback_kwargs["prompt_embeds"] * 0.25}
+
+    kwargs = dict(prompt="a cat", image=_image(), num_inference_steps=STEPS, strength=0.5, output_type="np")
+    plain = ours(generator=torch.Generator().manual_seed(0), **kwargs).images
+    kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])
+    expected = ref(generator=torch.Generator().manual_seed(0), **kwargs).images
+    got = ours(generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert np.abs(got - expected).max() <= FP32_ATOL
+    assert np.abs(got - plain).max() > 100 * FP32_ATOL  # the edit mattered
+
+
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
