@@ -11,8 +11,8 @@
 namespace nd {
 namespace {
 
-// Each key and value starts 128 bytes in at least, as the CUDA kernels' vector loads need of a
-// tensor's base address (any element size up to 8 bytes).
+// Each key and value starts a multiple of 128 bytes (64 elements of 2 bytes or more) past the
+// storage's start, which CUDA allocates 512-byte aligned: as aligned as the kernels' vector loads need.
 constexpr int64_t kAlignElements = 64;
 
 int64_t aligned(int64_t elements) { return (elements + kAlignElements - 1) / kAlignElements * kAlignElements; }
