@@ -131,6 +131,9 @@ void bind_unet(py::module_& m) {
         return self.project_encoder_states(encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added);
       },
       py::arg("encoder_hidden_states"), py::arg("image_embeds") = py::none());
+  cls.def("fuse_qkv_projections", &UNet2DConditionModel::fuse_qkv_projections, py::call_guard<py::gil_scoped_release>())
+      .def("unfuse_qkv_projections", &UNet2DConditionModel::unfuse_qkv_projections,
+           py::call_guard<py::gil_scoped_release>());
 }
 
 void bind_autoencoder_kl(py::module_& m) {
@@ -144,7 +147,9 @@ void bind_autoencoder_kl(py::module_& m) {
       .def_property("use_slicing", &AutoencoderKL::slicing, &AutoencoderKL::set_slicing)
       .def_property("use_tiling", &AutoencoderKL::tiling, &AutoencoderKL::set_tiling)
       .def_property_readonly("tile_sample_min_size", &AutoencoderKL::tile_sample_min_size)
-      .def_property_readonly("tile_latent_min_size", &AutoencoderKL::tile_latent_min_size);
+      .def_property_readonly("tile_latent_min_size", &AutoencoderKL::tile_latent_min_size)
+      .def("fuse_qkv_projections", &AutoencoderKL::fuse_qkv_projections, py::call_guard<py::gil_scoped_release>())
+      .def("unfuse_qkv_projections", &AutoencoderKL::unfuse_qkv_projections, py::call_guard<py::gil_scoped_release>());
   m.def(
       "sample_diagonal_gaussian",
       [](const at::Tensor& parameters, std::optional<at::Generator> generator) {

@@ -54,8 +54,8 @@ at::Tensor BasicTransformerBlock::forward(const at::Tensor& x, const EncoderCont
   return h + ff_.forward(norm3_.forward(h));
 }
 
-void BasicTransformerBlock::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
-  if (config_.only_cross_attention) visit(attn1_);
+void BasicTransformerBlock::for_each_attention(const AttentionVisitor& visit) {
+  visit(attn1_);
   visit(attn2_);
 }
 

@@ -37,8 +37,7 @@ class BasicTransformerBlock {
   // x: [B, L, dim]; context: [B, S, cross_attention_dim].
   at::Tensor forward(const at::Tensor& x, const EncoderContext& context) const;
   void apply(const ParameterFn& fn);
-  // Its attention layers that read the encoder states, in forward order.
-  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
+  void for_each_attention(const AttentionVisitor& visit);
 
  private:
   BasicTransformerBlockConfig config_;

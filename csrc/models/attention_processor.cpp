@@ -64,10 +64,73 @@ at::Tensor Attention::split_heads(const at::Tensor& t, int64_t batch) const {
   return t.view({batch, -1, config_.heads, config_.dim_head}).transpose(1, 2);  // [B, h, L, d]
 }
 
+namespace {
+
+// The rows of several projections as one: [sum of out_features, in_features] (and bias).
+Linear concatenate(std::initializer_list<const Linear*> parts) {
+  std::vector<at::Tensor> weights, biases;
+  for (const Linear* part : parts) {
+    weights.push_back(part->weight);
+    if (part->bias) biases.push_back(*part->bias);
+  }
+  Linear fused;
+  fused.weight = at::cat(weights, 0);
+  if (!biases.empty()) fused.bias = at::cat(biases, 0);
+  return fused;
+}
+
+// Projection i of `count` equal ones concatenated in `fused`, as a Linear of its own.
+Linear slice(const Linear& fused, int64_t i, int64_t count) {
+  const int64_t rows = fused.weight.size(0) / count;
+  Linear part;
+  part.weight = fused.weight.narrow(0, i * rows, rows).clone();
+  if (fused.bias) part.bias = fused.bias->narrow(0, i * rows, rows).clone();
+  return part;
+}
+
+// Ref: FusedAttnProcessor2_0: torch.split of the fused projection's last dimension.
+at::Tensor part_of(const at::Tensor& fused, int64_t i, int64_t count) {
+  const int64_t width = fused.size(-1) / count;
+  return fused.narrow(-1, i * width, width);
+}
+
+}  // namespace
+
+void Attention::fuse_projections() {
+  if (add_k_proj_) throw ValueError("`fuse_qkv_projections()` is not supported for models having added KV projections.");
+  if (fused_projections()) return;
+  // Ref: diffusers Attention.fuse_projections: is_cross_attention decides what fuses.
+  if (config_.cross_attention_dim > 0) {
+    to_kv_ = concatenate({&*to_k_, &*to_v_});
+  } else {
+    to_qkv_ = concatenate({&to_q_, &*to_k_, &*to_v_});
+    to_q_ = Linear();
+  }
+  to_k_.reset();
+  to_v_.reset();
+}
+
+void Attention::unfuse_projections() {
+  if (to_qkv_) {
+    to_q_ = slice(*to_qkv_, 0, 3);
+    to_k_ = slice(*to_qkv_, 1, 3);
+    to_v_ = slice(*to_qkv_, 2, 3);
+  } else if (to_kv_) {
+    to_k_ = slice(*to_kv_, 0, 2);
+    to_v_ = slice(*to_kv_, 1, 2);
+  }
+  to_qkv_.reset();
+  to_kv_.reset();
+}
+
 std::pair<at::Tensor, at::Tensor> Attention::project_encoder_states(const at::Tensor& states) const {
   stream_in(this);
   if (add_k_proj_) return {add_k_proj_->forward(states), add_v_proj_->forward(states)};
   if (!reads_encoder_states()) throw ValueError("self-attention layers project no encoder states");
+  if (to_kv_) {
+    const at::Tensor kv = to_kv_->forward(states);
+    return {part_of(kv, 0, 2), part_of(kv, 1, 2)};
+  }
   return {to_k_->forward(states), to_v_->forward(states)};
 }
 
@@ -84,16 +147,32 @@ at::Tensor Attention::forward(const at::Tensor& hidden, const EncoderContext& co
     x = x.view({batch, channels, height * width}).transpose(1, 2);  // [B, HW, C]
   }
   if (group_norm_) x = group_norm_->forward(x.transpose(1, 2)).transpose(1, 2);
-  const at::Tensor q = split_heads(to_q_.forward(x), batch);
-  at::Tensor k, v;
-  if (context.projected) {
-    const EncoderKeyValues::KeyValue& kv = context.projected->of(this);
-    k = split_heads(kv.key, batch);
-    v = split_heads(kv.value, batch);
+  at::Tensor q, k, v;
+  if (to_qkv_) {
+    if (context.states.defined() || context.projected) {
+      throw ValueError("a fused self-attention layer got encoder states");
+    }
+    const at::Tensor qkv = to_qkv_->forward(x);
+    q = split_heads(part_of(qkv, 0, 3), batch);
+    k = split_heads(part_of(qkv, 1, 3), batch);
+    v = split_heads(part_of(qkv, 2, 3), batch);
   } else {
-    const at::Tensor& kv_input = context.states.defined() ? context.states : x;
-    k = split_heads(to_k_->forward(kv_input), batch);
-    v = split_heads(to_v_->forward(kv_input), batch);
+    q = split_heads(to_q_.forward(x), batch);
+    if (context.projected) {
+      const EncoderKeyValues::KeyValue& kv = context.projected->of(this);
+      k = split_heads(kv.key, batch);
+      v = split_heads(kv.value, batch);
+    } else {
+      const at::Tensor& kv_input = context.states.defined() ? context.states : x;
+      if (to_kv_) {
+        const at::Tensor kv = to_kv_->forward(kv_input);
+        k = split_heads(part_of(kv, 0, 2), batch);
+        v = split_heads(part_of(kv, 1, 2), batch);
+      } else {
+        k = split_heads(to_k_->forward(kv_input), batch);
+        v = split_heads(to_v_->forward(kv_input), batch);
+      }
+    }
   }
   at::Tensor out = attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, -1, config_.heads * config_.dim_head});  // [B, L, inner]
@@ -144,7 +223,12 @@ at::Tensor Attention::forward_added_kv(const at::Tensor& hidden, const EncoderCo
 void Attention::apply(const ParameterFn& fn) {
   if (group_norm_) group_norm_->apply(fn);
   if (spatial_norm_) spatial_norm_->apply(fn);
-  to_q_.apply(fn);
+  if (to_qkv_) {
+    to_qkv_->apply(fn);
+  } else {
+    to_q_.apply(fn);
+  }
+  if (to_kv_) to_kv_->apply(fn);
   if (to_k_) to_k_->apply(fn);
   if (to_v_) to_v_->apply(fn);
   if (add_k_proj_) add_k_proj_->apply(fn);

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <optional>
 #include <utility>
 
@@ -28,6 +29,9 @@ class SpatialNorm {
   GroupNorm norm_layer_;
   Conv2d conv_y_, conv_b_;
 };
+
+// Visits a model's attention layers (to fuse their projections, to find the cross-attention ones).
+using AttentionVisitor = std::function<void(Attention& layer)>;
 
 struct AttentionConfig {
   int64_t query_dim = 0;
@@ -59,6 +63,15 @@ class Attention {
 
   // Whether forward attends to encoder states (cross-attention, or added keys and values).
   bool reads_encoder_states() const { return config_.cross_attention_dim > 0 || config_.added_kv_proj_dim > 0; }
+
+  // Ref: diffusers Attention.fuse_projections and FusedAttnProcessor2_0: one GEMM makes query, key
+  // and value (to_qkv) of a self-attention layer, or key and value (to_kv) of a cross-attention
+  // one. Unlike diffusers, the separate projections are not kept beside the fused one (no weight
+  // is held twice); unfusing splits them back out. Layers with added key/value projections raise.
+  void fuse_projections();
+  void unfuse_projections();
+  bool fused_projections() const { return to_qkv_.has_value() || to_kv_.has_value(); }
+  bool has_added_projections() const { return add_k_proj_.has_value(); }
   // The encoder keys and values forward would project from `states` [B, S, D]: [B, S, inner] each.
   std::pair<at::Tensor, at::Tensor> project_encoder_states(const at::Tensor& states) const;
 
@@ -73,6 +86,8 @@ class Attention {
   Linear to_q_, to_out_;
   std::optional<Linear> to_k_, to_v_;  // absent with only_cross_attention
   std::optional<Linear> add_k_proj_, add_v_proj_;
+  // Fused: to_qkv_ replaces to_q_/to_k_/to_v_ (self-attention), to_kv_ replaces to_k_/to_v_.
+  std::optional<Linear> to_qkv_, to_kv_;
 };
 
 }  // namespace nd

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "core/errors.h"
 #include "core/memory_format.h"
 
 #ifdef ND_WITH_TORCH_CUDA
@@ -151,7 +152,24 @@ void HostWeights::point_at(const ApplyFn& apply, const at::Tensor& block) const 
   });
 }
 
+void HostWeights::check_same_parameters(const ApplyFn& apply) const {
+  std::size_t i = 0;
+  bool same = true;
+  apply([&](const at::Tensor& current) {
+    same = same && i < host_.size() && current.sizes() == host_[i].sizes();
+    ++i;
+    return current;
+  });
+  if (!same || i != host_.size()) {
+    throw ValueError("a model's parameters changed while it was offloaded (" + std::to_string(i) + " now, " +
+                     std::to_string(host_.size()) +
+                     " offloaded): change it through the pipeline (e.g. pipeline.fuse_qkv_projections()), which "
+                     "offloads it again");
+  }
+}
+
 void HostWeights::to_device(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask) const {
+  check_same_parameters(apply);
   if (device.is_cpu()) return to_host(apply, mask);
   if (!mask) {
     // From pinned memory the copy is queued on the current stream and the CPU goes on.
@@ -168,6 +186,7 @@ void HostWeights::to_device(const ApplyFn& apply, c10::Device device, const std:
 }
 
 CopyFence HostWeights::to_device_async(const ApplyFn& apply, c10::Device device, const std::vector<bool>* mask) const {
+  check_same_parameters(apply);
   CopyFence fence;
 #ifdef ND_WITH_TORCH_CUDA
   if (device.is_cuda() && !mask) {
@@ -200,6 +219,7 @@ CopyFence HostWeights::to_device_async(const ApplyFn& apply, c10::Device device,
 }
 
 void HostWeights::to_host(const ApplyFn& apply, const std::vector<bool>* mask) const {
+  check_same_parameters(apply);
   std::size_t i = 0;
   apply([&](const at::Tensor& current) {
     const std::size_t index = i++;

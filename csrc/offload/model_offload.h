@@ -87,6 +87,9 @@ class HostWeights {
  private:
   // Device copies of the whole block, viewed as the parameters (`block` already on the device).
   void point_at(const ApplyFn& apply, const at::Tensor& block) const;
+  // Throws ValueError unless the component still has the parameters this copy was made of (a
+  // model changed under the offload, e.g. its projections fused, would be pointed at wrong views).
+  void check_same_parameters(const ApplyFn& apply) const;
 
   std::vector<at::Tensor> host_;      // views into block_
   std::vector<int64_t> offsets_;      // each tensor's byte offset in block_

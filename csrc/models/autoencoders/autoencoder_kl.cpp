@@ -214,6 +214,16 @@ void AutoencoderKL::to(std::optional<c10::Device> device, std::optional<at::Scal
 
 int64_t AutoencoderKL::num_parameters() const { return count_parameters(*this); }
 
+void AutoencoderKL::fuse_qkv_projections() {
+  encoder_.for_each_attention([](Attention& layer) { layer.fuse_projections(); });
+  decoder_.for_each_attention([](Attention& layer) { layer.fuse_projections(); });
+}
+
+void AutoencoderKL::unfuse_qkv_projections() {
+  encoder_.for_each_attention([](Attention& layer) { layer.unfuse_projections(); });
+  decoder_.for_each_attention([](Attention& layer) { layer.unfuse_projections(); });
+}
+
 void AutoencoderKL::for_each_unit(const UnitVisitor& visit) {
   encoder_.for_each_unit(visit);
   decoder_.for_each_unit(visit);

@@ -63,6 +63,10 @@ class AutoencoderKL {
   void apply(const ParameterFn& fn);
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
+  // Ref: diffusers AutoencoderKL.fuse_qkv_projections / unfuse_qkv_projections: the mid blocks'
+  // self-attention makes query, key and value in one GEMM (see Attention::fuse_projections).
+  void fuse_qkv_projections();
+  void unfuse_qkv_projections();
 
  private:
   at::Tensor decoder_probe();

@@ -92,6 +92,11 @@ void Encoder::apply(const ParameterFn& fn) {
   conv_out_.apply(fn);
 }
 
+void Encoder::for_each_attention(const AttentionVisitor& visit) {
+  for (auto& b : down_blocks_) b.for_each_attention(visit);
+  mid_block_.for_each_attention(visit);
+}
+
 Decoder Decoder::load(const WeightLoader& w, const VaeCoderConfig& c) {
   Decoder d;
   d.act_ = c.act_fn;
@@ -137,6 +142,11 @@ at::Tensor Decoder::forward(const at::Tensor& z, const at::Tensor& zq_in) const 
                                  : apply_activation(act_, conv_norm_out_.forward(h));
   }
   return out_of_engine_layout(conv_out_.forward(h));
+}
+
+void Decoder::for_each_attention(const AttentionVisitor& visit) {
+  mid_block_.for_each_attention(visit);
+  for (auto& b : up_blocks_) b.for_each_attention(visit);
 }
 
 void Decoder::apply(const ParameterFn& fn) {

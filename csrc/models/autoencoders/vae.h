@@ -53,6 +53,7 @@ class Encoder {
   void apply(const ParameterFn& fn);
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
+  void for_each_attention(const AttentionVisitor& visit);
 
  private:
   Conv2d conv_in_, conv_out_;
@@ -71,6 +72,7 @@ class Decoder {
   void apply(const ParameterFn& fn);
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
+  void for_each_attention(const AttentionVisitor& visit);
 
  private:
   Conv2d conv_in_, conv_out_;

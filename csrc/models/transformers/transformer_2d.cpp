@@ -71,8 +71,8 @@ void Transformer2DModel::apply(const ParameterFn& fn) {
   for (BasicTransformerBlock& b : transformer_blocks_) b.apply(fn);
 }
 
-void Transformer2DModel::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
-  for (const BasicTransformerBlock& block : transformer_blocks_) block.for_each_cross_attention(visit);
+void Transformer2DModel::for_each_attention(const AttentionVisitor& visit) {
+  for (BasicTransformerBlock& block : transformer_blocks_) block.for_each_attention(visit);
 }
 
 void Transformer2DModel::for_each_unit(const UnitVisitor& visit) {

@@ -29,7 +29,7 @@ class Transformer2DModel {
   // x: [B, C, H, W]; context: [B, S, cross_attention_dim] -> [B, C, H, W].
   at::Tensor forward(const at::Tensor& x, const EncoderContext& context) const;
   void apply(const ParameterFn& fn);
-  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
+  void for_each_attention(const AttentionVisitor& visit);
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
 

@@ -224,27 +224,24 @@ void UpBlock2D::apply(const ParameterFn& fn) {
 
 namespace {
 
-void visit_cross_attention(const CrossAttentionVisitor& visit, const std::vector<Transformer2DModel>& transformers,
-                           const std::vector<Attention>& attention_layers) {
-  // A block holds transformers or attention layers, never both, so this is forward order.
-  for (const Transformer2DModel& transformer : transformers) transformer.for_each_cross_attention(visit);
-  for (const Attention& layer : attention_layers) {
-    if (layer.reads_encoder_states()) visit(layer);
-  }
+void visit_attention(const AttentionVisitor& visit, std::vector<Transformer2DModel>& transformers,
+                     std::vector<Attention>& attention_layers) {
+  for (Transformer2DModel& transformer : transformers) transformer.for_each_attention(visit);
+  for (Attention& layer : attention_layers) visit(layer);
 }
 
 }  // namespace
 
-void DownBlock2D::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
-  visit_cross_attention(visit, attentions_, attention_layers_);
+void DownBlock2D::for_each_attention(const AttentionVisitor& visit) {
+  visit_attention(visit, attentions_, attention_layers_);
 }
 
-void MidBlock2D::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
-  visit_cross_attention(visit, transformers_, attentions_);
+void MidBlock2D::for_each_attention(const AttentionVisitor& visit) {
+  visit_attention(visit, transformers_, attentions_);
 }
 
-void UpBlock2D::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
-  visit_cross_attention(visit, attentions_, attention_layers_);
+void UpBlock2D::for_each_attention(const AttentionVisitor& visit) {
+  visit_attention(visit, attentions_, attention_layers_);
 }
 
 namespace {

@@ -59,8 +59,7 @@ class DownBlock2D {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const EncoderContext& context,
                      std::vector<at::Tensor>* skips) const;
   void apply(const ParameterFn& fn);
-  // Its attention layers that read the encoder states, in forward order.
-  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
+  void for_each_attention(const AttentionVisitor& visit);
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
 
@@ -79,7 +78,7 @@ class MidBlock2D {
   static MidBlock2D load(const WeightLoader& w, const UNetBlockConfig& config);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const EncoderContext& context) const;
   void apply(const ParameterFn& fn);
-  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
+  void for_each_attention(const AttentionVisitor& visit);
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
 
@@ -98,7 +97,7 @@ class UpBlock2D {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& temb, const EncoderContext& context,
                      std::vector<at::Tensor>* skips, at::IntArrayRef upsample_size) const;
   void apply(const ParameterFn& fn);
-  void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
+  void for_each_attention(const AttentionVisitor& visit);
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
   int64_t num_layers() const { return static_cast<int64_t>(resnets_.size()); }

@@ -371,10 +371,33 @@ at::Tensor UNet2DConditionModel::encoder_states_for(const at::Tensor& encoder_hi
   return encoder_hid_proj_ ? encoder_hid_proj_->forward(image_embeds) : encoder_hidden_states;
 }
 
+void UNet2DConditionModel::for_each_attention(const AttentionVisitor& visit) {
+  for (DownBlock2D& block : down_blocks_) block.for_each_attention(visit);
+  mid_block_.for_each_attention(visit);
+  for (UpBlock2D& block : up_blocks_) block.for_each_attention(visit);
+}
+
 void UNet2DConditionModel::for_each_cross_attention(const CrossAttentionVisitor& visit) const {
-  for (const DownBlock2D& block : down_blocks_) block.for_each_cross_attention(visit);
-  mid_block_.for_each_cross_attention(visit);
-  for (const UpBlock2D& block : up_blocks_) block.for_each_cross_attention(visit);
+  // The walk is shared with the mutating visitors; this one only reads.
+  const_cast<UNet2DConditionModel*>(this)->for_each_attention([&](Attention& layer) {
+    if (layer.reads_encoder_states()) visit(layer);
+  });
+}
+
+void UNet2DConditionModel::fuse_qkv_projections() {
+  // Ref: diffusers: any added key/value processor refuses the whole model, before anything fuses.
+  for_each_attention([](Attention& layer) {
+    if (layer.has_added_projections()) {
+      throw ValueError("`fuse_qkv_projections()` is not supported for models having added KV projections.");
+    }
+  });
+  for_each_attention([](Attention& layer) { layer.fuse_projections(); });
+  graphs_.drop();  // the graphs read the separate projections' weights
+}
+
+void UNet2DConditionModel::unfuse_qkv_projections() {
+  for_each_attention([](Attention& layer) { layer.unfuse_projections(); });
+  graphs_.drop();
 }
 
 EncoderKeyValues UNet2DConditionModel::project_encoder_states(const at::Tensor& encoder_hidden_states,

@@ -98,6 +98,11 @@ class UNet2DConditionModel {
                                           const UNetAddedConditions& added = UNetAddedConditions()) const;
   // Its attention layers that read the encoder states.
   void for_each_cross_attention(const CrossAttentionVisitor& visit) const;
+  void for_each_attention(const AttentionVisitor& visit);
+  // Ref: diffusers UNet2DConditionModel.fuse_qkv_projections / unfuse_qkv_projections (see
+  // Attention::fuse_projections). Raises ValueError for a UNet with added key/value projections.
+  void fuse_qkv_projections();
+  void unfuse_qkv_projections();
 
   void to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
   at::ScalarType dtype() const { return conv_in_.weight.scalar_type(); }

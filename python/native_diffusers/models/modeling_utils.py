@@ -140,3 +140,16 @@ class NativeModelMixin(torch.nn.Module):
     @classmethod
     def _load_engine_from_state_dict(cls, config_path: str, state_dict: Dict[str, torch.Tensor], origin: str, dtype):
         return cls._engine_class.from_state_dict(config_path, state_dict, origin, dtype)
+
+
+class FusedProjectionsMixin:
+    """diffusers' ``fuse_qkv_projections``/``unfuse_qkv_projections`` (experimental there too): each
+    self-attention layer makes query, key and value with one GEMM, each cross-attention layer key and
+    value, as diffusers' ``FusedAttnProcessor2_0`` does. Unlike diffusers, the separate projections
+    are not kept beside the fused ones, so fusing adds no memory; unfusing splits them back out."""
+
+    def fuse_qkv_projections(self):
+        self._engine.fuse_qkv_projections()
+
+    def unfuse_qkv_projections(self):
+        self._engine.unfuse_qkv_projections()

@@ -508,6 +508,49 @@ class DiffusionPipeline:
         return f"{type(self).__name__}({parts})"
 
 
+class QKVFusionMixin:
+    """diffusers' ``StableDiffusionMixin.fuse_qkv_projections``/``unfuse_qkv_projections`` for the SD
+    and SDXL pipelines (see ``FusedProjectionsMixin``). The engine pipeline is rebuilt at the next
+    call, so that an offload set up before re-copies the changed weights."""
+
+    def fuse_qkv_projections(self, unet: bool = True, vae: bool = True):
+        self.fusing_unet = False
+        self.fusing_vae = False
+        if vae and type(self.vae).__name__ != "AutoencoderKL":
+            raise ValueError("`fuse_qkv_projections()` is only supported for the VAE of type `AutoencoderKL`.")
+        self._release_engine_weights()
+        if unet:
+            self.fusing_unet = True
+            self.unet.fuse_qkv_projections()
+        if vae:
+            self.fusing_vae = True
+            self.vae.fuse_qkv_projections()
+
+    def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True):
+        if unet:
+            if not getattr(self, "fusing_unet", False):
+                warnings.warn("The UNet was not initially fused for QKV projections. Doing nothing.")
+            else:
+                self._release_engine_weights()
+                self.unet.unfuse_qkv_projections()
+                self.fusing_unet = False
+        if vae:
+            if not getattr(self, "fusing_vae", False):
+                warnings.warn("The VAE was not initially fused for QKV projections. Doing nothing.")
+            else:
+                self._release_engine_weights()
+                self.vae.unfuse_qkv_projections()
+                self.fusing_vae = False
+
+    def _release_engine_weights(self):
+        # An offload holds host copies laid out for the current parameters: end it (the weights stay
+        # on the host) and drop the engine pipeline; the next call rebuilds both over the new weights.
+        engine = self.__dict__.get("_engine")
+        if engine is not None and hasattr(engine, "remove_model_cpu_offload"):
+            engine.remove_model_cpu_offload()
+        object.__setattr__(self, "_engine", None)
+
+
 class ImagePipelineOutput:
     """diffusers' ``StableDiffusionPipelineOutput``: ``.images`` and ``.nsfw_content_detected``."""
 

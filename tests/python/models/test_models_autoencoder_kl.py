@@ -55,6 +55,22 @@ def test_vae_encode_decode_match_diffusers(tmp_path, name, engine_layout):
     assert ours.decode(s_ref, return_dict=False)[0].shape == image.shape
 
 
+def test_fused_qkv_projections_match_diffusers_fused(tmp_path):
+    ref = _save_vae(TINY_VAE, tmp_path)
+    ours = nd.AutoencoderKL.from_pretrained(tmp_path)
+    image = torch.rand(1, 3, 32, 24, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    unfused = ours.decode(ours.encode(image).latent_dist.mode()).sample
+    ref.fuse_qkv_projections()
+    ours.fuse_qkv_projections()
+    with torch.no_grad():
+        latents = ref.encode(image).latent_dist.mode()
+        expected = ref.decode(latents).sample
+    assert (ours.encode(image).latent_dist.mode() - latents).abs().max() <= FP32_ATOL
+    assert (ours.decode(latents).sample - expected).abs().max() <= FP32_ATOL
+    ours.unfuse_qkv_projections()
+    assert torch.equal(ours.decode(ours.encode(image).latent_dist.mode()).sample, unfused)
+
+
 def test_vae_config_and_errors(tmp_path):
     _save_vae(TINY_VAE, tmp_path)
     ours = nd.AutoencoderKL.from_pretrained(tmp_path)

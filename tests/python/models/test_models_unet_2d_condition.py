@@ -109,6 +109,32 @@ def test_projected_encoder_states_are_checked(tmp_path):
         engine.project_encoder_states(None)
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_fused_qkv_projections_match_diffusers_fused(tmp_path, name):
+    """fuse_qkv_projections(): query, key and value of self-attention in one GEMM, key and value of
+    cross-attention in another, against diffusers' FusedAttnProcessor2_0; unfusing gives back the
+    separate projections bit for bit, and fusing never holds a weight twice (diffusers does)."""
+    config = VARIANTS[name]
+    ref = _save_unet(config, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)
+    sample, context = _inputs(config)
+    unfused = ours(sample, 500, context).sample
+    params = ours.num_parameters()
+    ref.fuse_qkv_projections()
+    ours.fuse_qkv_projections()
+    assert ours.num_parameters() == params
+    with torch.no_grad():
+        expected = ref(sample, 500, context).sample
+    fused = ours(sample, 500, context).sample
+    assert (fused - expected).abs().max().item() <= FP32_ATOL
+    # The denoising loop's projected keys and values come from the fused projection too.
+    engine = ours._engine
+    projected = engine.project_encoder_states(context)
+    assert torch.equal(engine.forward(sample, torch.tensor(500), context, projected=projected), fused)
+    ours.unfuse_qkv_projections()
+    assert torch.equal(ours(sample, 500, context).sample, unfused)
+
+
 def test_unet_non_square_input_needs_forward_upsample_size(tmp_path):
     """A 96x64 image gives 12x8 latents: 12 -> 6 -> 3 -> 2 on the way down, so the up path must
     upsample to the skips' sizes (diffusers' forward_upsample_size)."""

@@ -97,6 +97,21 @@ def test_projected_image_tokens_stand_in_for_the_projection(tmp_path, name):
         engine.project_encoder_states(None)
 
 
+def test_fused_qkv_projections_refused_with_added_kv_as_in_diffusers(tmp_path):
+    ref = _save_unet(TINY, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)
+    message = "not supported for models having added KV projections"
+    with pytest.raises(ValueError, match=message):
+        ref.fuse_qkv_projections()
+    with pytest.raises(ValueError, match=message):
+        ours.fuse_qkv_projections()
+    sample, image_embeds = _inputs(TINY)
+    with torch.no_grad():
+        expected = ref(sample, 500, None, added_cond_kwargs={"image_embeds": image_embeds}).sample
+    got = ours(sample, 500, None, added_cond_kwargs={"image_embeds": image_embeds}).sample
+    assert (got - expected).abs().max().item() <= FP32_ATOL  # refused before anything fused
+
+
 def test_kandinsky_unet_op_and_errors(tmp_path):
     ref = _save_unet(TINY, tmp_path)
     ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)

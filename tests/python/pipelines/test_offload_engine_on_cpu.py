@@ -60,3 +60,30 @@ def test_offload_bookkeeping_keeps_the_image(tmp_path, kind, mode):
     for engine in engines:
         engine.remove_model_cpu_offload()
     np.testing.assert_array_equal(_run(pipe, kind), got)  # back to plain runs, on the packed weights
+
+
+@pytest.mark.parametrize("mode", ["model", "sequential"])
+def test_fusing_projections_under_offload_repacks_the_weights(tmp_path, mode):
+    """fuse_qkv_projections() changes a model's parameters: through the pipeline the offload is
+    rebuilt over the fused weights; behind its back (on the model) the next move refuses instead of
+    pointing the model at views of the old layout."""
+    pipe = nd.AutoPipelineForImage2Image.from_pretrained(CHECKPOINTS["sd"](str(tmp_path)))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.fuse_qkv_projections()
+    expected = _run(pipe, "sd")
+    pipe.unfuse_qkv_projections()
+    # On a GPU enable_*_cpu_offload() records this target; here the engine gets the CPU as its device.
+    object.__setattr__(pipe, "_offload_device", torch.device("cpu"))
+    object.__setattr__(pipe, "_offload_mode", mode)
+    (engine,) = _engines(pipe)
+    getattr(engine, f"enable_{mode}_cpu_offload")(torch.device("cpu"))
+    pipe.fuse_qkv_projections()
+    (rebuilt,) = _engines(pipe)
+    assert rebuilt is not engine
+    got = _run(pipe, "sd")
+    assert np.abs(got - expected).max() <= FP32_ATOL
+    assert rebuilt.offloaded_components() == []  # every model home after the call
+
+    pipe.unet.unfuse_qkv_projections()  # not through the pipeline: the offload's copies no longer fit
+    with pytest.raises(ValueError, match="parameters changed while it was offloaded"):
+        _run(pipe, "sd")

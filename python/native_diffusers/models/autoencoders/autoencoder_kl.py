@@ -6,11 +6,11 @@ import torch
 
 from ... import _C
 from ...utils.outputs import AutoencoderKLOutput, DecoderOutput
-from ..modeling_utils import NativeModelMixin
+from ..modeling_utils import FusedProjectionsMixin, NativeModelMixin
 from .vae import AutoencoderMixin, DiagonalGaussianDistribution
 
 
-class AutoencoderKL(NativeModelMixin, AutoencoderMixin):
+class AutoencoderKL(NativeModelMixin, AutoencoderMixin, FusedProjectionsMixin):
     _engine_class = _C.AutoencoderKL
     tile_overlap_factor = 0.25
 

@@ -7,7 +7,7 @@ import torch
 
 from ... import _C
 from ...utils.outputs import UNet2DConditionOutput
-from ..modeling_utils import NativeModelMixin
+from ..modeling_utils import FusedProjectionsMixin, NativeModelMixin
 
 
 # handle -> the Python model, for the op's fake (shape-only) implementation under torch.compile.
@@ -22,7 +22,7 @@ def _unet_forward_fake(handle, sample, timestep, encoder_hidden_states, text_emb
     return sample.new_empty((batch, unet.config.get("out_channels", 4), height, width), dtype=unet.dtype)
 
 
-class UNet2DConditionModel(NativeModelMixin):
+class UNet2DConditionModel(NativeModelMixin, FusedProjectionsMixin):
     """Its forward is one torch.library op (``native_diffusers::unet_forward``) with a fake
     implementation, so ``torch.compile(unet, fullgraph=True)`` traces a single opaque call."""
 

@@ -8,12 +8,12 @@ import torch
 
 from ... import _C
 from ...image_processor import VaeImageProcessor
-from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput
+from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput, QKVFusionMixin
 
 StableDiffusionPipelineOutput = ImagePipelineOutput
 
 
-class StableDiffusionMixin:
+class StableDiffusionMixin(QKVFusionMixin):
     """What diffusers' StableDiffusionPipeline and StableDiffusionImg2ImgPipeline share: components,
     properties, and the prompt checks with diffusers' messages."""
 

@@ -218,6 +218,26 @@ def test_callback_that_edits_prompt_embeds_steers_later_steps(pipes, edit):
     assert np.abs(got - plain).max() > 100 * FP32_ATOL  # the edit mattered
 
 
+def test_fuse_qkv_projections_matches_diffusers_fused(sd_checkpoint):
+    """The pipeline-level switch (UNet and VAE) against diffusers' fused pipeline, and back."""
+    ref = diffusers.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint, safety_checker=None)
+    ours = nd.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint)
+    for pipe in (ref, ours):
+        pipe.set_progress_bar_config(disable=True)
+    kwargs = dict(prompt="a cat", image=_image(), num_inference_steps=STEPS, strength=0.5, output_type="np")
+    plain = ours(generator=torch.Generator().manual_seed(0), **kwargs).images
+    with pytest.warns(UserWarning, match="The UNet was not initially fused"):
+        ours.unfuse_qkv_projections(vae=False)
+    ref.fuse_qkv_projections()
+    ours.fuse_qkv_projections()
+    assert ours.fusing_unet and ours.fusing_vae
+    expected = ref(generator=torch.Generator().manual_seed(0), **kwargs).images
+    got = ours(generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert np.abs(got - expected).max() <= FP32_ATOL
+    ours.unfuse_qkv_projections()
+    np.testing.assert_array_equal(ours(generator=torch.Generator().manual_seed(0), **kwargs).images, plain)
+
+
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [

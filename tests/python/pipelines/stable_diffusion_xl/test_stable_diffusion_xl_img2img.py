@@ -192,6 +192,15 @@ def test_prompt_embeds_round_trip(base_img2img):
     _assert_close(got, expected)
 
 
+def test_fuse_qkv_projections_matches_diffusers_fused(checkpoints):
+    # Own pipelines: fusing changes the models, and the module-scoped ones are shared.
+    pipes = _load(diffusers.AutoPipelineForImage2Image, nd.AutoPipelineForImage2Image, checkpoints["base"])
+    for pipe in pipes:
+        pipe.fuse_qkv_projections()
+    got, expected = _run_both(pipes, prompt="a boat", image=_image(), strength=0.5)
+    _assert_close(got, expected)
+
+
 def test_callback_sees_sdxl_tensors(base_img2img):
     _, ours = base_img2img
     seen = {}
