@@ -149,6 +149,12 @@ def measure_parts(pipe, device, args, name):
         projected = engine.project_encoder_states(context)
         parts["unet_loop_ms"] = timed(lambda: engine.forward(sample, t, context, projected=projected, **extra),
                                       device, args.runs * 3) * 1e3
+        # The same with fuse_qkv_projections() (opt-in, as in diffusers: it changes the rounding).
+        engine.fuse_qkv_projections()
+        projected = engine.project_encoder_states(context)
+        parts["unet_loop_fused_ms"] = timed(
+            lambda: engine.forward(sample, t, context, projected=projected, **extra), device, args.runs * 3) * 1e3
+        engine.unfuse_qkv_projections()
     if name == "native_diffusers" and device.type == "cuda":
         # The same step with NCHW activations and weights: what the channels-last default buys.
         from native_diffusers import _C
@@ -237,7 +243,8 @@ def print_tables(results, args, dtype, device):
         if "unet_loop_ms" in ours:
             print(f"\nOur UNet step as the denoising loop runs it (keys and values of the prompt projected once): "
                   f"{ours['unet_loop_ms']:.2f} ms, {1e3 / ours['unet_loop_ms']:.1f} it/s "
-                  f"({ref['unet_ms'] / ours['unet_loop_ms']:.2f}x diffusers' rate).")
+                  f"({ref['unet_ms'] / ours['unet_loop_ms']:.2f}x diffusers' rate); with fuse_qkv_projections(): "
+                  f"{ours['unet_loop_fused_ms']:.2f} ms ({ref['unet_ms'] / ours['unet_loop_fused_ms']:.2f}x).")
         if "unet_nchw_ms" in ours:
             print(f"\nOur UNet step with NCHW activations and weights: {ours['unet_nchw_ms']:.2f} ms "
                   f"(channels-last ({_channels_last_label()}) is {ours['unet_nchw_ms'] / ours['unet_ms']:.2f}x "
