@@ -133,7 +133,13 @@ void bind_unet(py::module_& m) {
       py::arg("encoder_hidden_states"), py::arg("image_embeds") = py::none());
   cls.def("fuse_qkv_projections", &UNet2DConditionModel::fuse_qkv_projections, py::call_guard<py::gil_scoped_release>())
       .def("unfuse_qkv_projections", &UNet2DConditionModel::unfuse_qkv_projections,
-           py::call_guard<py::gil_scoped_release>());
+           py::call_guard<py::gil_scoped_release>())
+      .def(
+          "set_freeu",
+          [](UNet2DConditionModel& self, double s1, double s2, double b1, double b2) {
+            self.set_freeu(FreeU{s1, s2, b1, b2});
+          },
+          py::arg("s1"), py::arg("s2"), py::arg("b1"), py::arg("b2"), py::call_guard<py::gil_scoped_release>());
 }
 
 void bind_autoencoder_kl(py::module_& m) {

@@ -2,7 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include "core/errors.h"
+#include "core/memory_format.h"
 
 namespace nd {
 namespace {
@@ -164,8 +167,47 @@ void MidBlock2D::apply(const ParameterFn& fn) {
 
 // ---- up ------------------------------------------------------------------------------------------
 
+namespace {
+
+// Ref: diffusers utils/torch_utils.py, fourier_filter: the centred (low-frequency) 2*threshold
+// square of the shifted spectrum scaled by `scale`, computed in float32.
+at::Tensor fourier_filter(const at::Tensor& x_in, int64_t threshold, double scale) {
+  const at::Tensor x = x_in.to(at::kFloat);
+  at::Tensor freq = at::fft_fftshift(at::fft_fftn(x, std::nullopt, at::IntArrayRef{-2, -1}), at::IntArrayRef{-2, -1});
+  at::Tensor mask = at::ones(freq.sizes(), x.options());
+  // mask[..., crow - t : crow + t, ccol - t : ccol + t] = scale, with Python's slice bounds.
+  const auto python_slice = [&](int64_t dim, int64_t centre) {
+    const int64_t size = mask.size(dim);
+    const auto bound = [size](int64_t i) { return std::clamp(i < 0 ? i + size : i, int64_t{0}, size); };
+    const int64_t begin = bound(centre - threshold), end = bound(centre + threshold);
+    mask = mask.narrow(dim, begin, std::max<int64_t>(end - begin, 0));
+  };
+  const at::Tensor full_mask = mask;
+  python_slice(-2, freq.size(-2) / 2);
+  python_slice(-1, freq.size(-1) / 2);
+  mask.fill_(scale);
+  freq = freq * full_mask;
+  const at::Tensor filtered =
+      at::real(at::fft_ifftn(at::fft_ifftshift(freq, at::IntArrayRef{-2, -1}), std::nullopt, at::IntArrayRef{-2, -1}));
+  return in_engine_layout(filtered.to(x_in.scalar_type()));
+}
+
+// Ref: diffusers utils/torch_utils.py, apply_freeu: only the first two up blocks change.
+void apply_freeu(int64_t resolution_idx, const FreeU& freeu, at::Tensor& hidden, at::Tensor& skip) {
+  if (resolution_idx > 1) return;
+  const double b = resolution_idx == 0 ? freeu.b1 : freeu.b2;
+  const double s = resolution_idx == 0 ? freeu.s1 : freeu.s2;
+  hidden = hidden.clone();  // diffusers scales in place; the caller's tensor stays as it was
+  hidden.narrow(1, 0, hidden.size(1) / 2).mul_(b);
+  skip = fourier_filter(skip, 1, s);
+}
+
+}  // namespace
+
 UpBlock2D UpBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
   UpBlock2D b;
+  b.resolution_idx_ = c.resolution_idx;
+  b.freeu_capable_ = c.freeu_capable;
   const bool takes_skips = c.prev_output_channel > 0;
   for (int64_t i = 0; i < c.num_layers; ++i) {
     int64_t in = 0;
@@ -199,10 +241,13 @@ UpBlock2D UpBlock2D::load(const WeightLoader& w, const UNetBlockConfig& c) {
 at::Tensor UpBlock2D::forward(const at::Tensor& x, const at::Tensor& temb, const EncoderContext& context,
                               std::vector<at::Tensor>* skips, at::IntArrayRef upsample_size) const {
   at::Tensor h = x;
+  const bool freeu = freeu_capable_ && freeu_.enabled() && skips;
   for (std::size_t i = 0; i < resnets_.size(); ++i) {
     if (skips) {
-      h = at::cat({h, skips->back()}, 1);  // [B, C + C_skip, H, W]
+      at::Tensor skip = skips->back();
       skips->pop_back();
+      if (freeu) apply_freeu(resolution_idx_, freeu_, h, skip);
+      h = at::cat({h, skip}, 1);  // [B, C + C_skip, H, W]
     }
     h = resnets_[i].forward(h, temb);
     if (!attentions_.empty()) h = attentions_[i].forward(h, context);

@@ -48,6 +48,19 @@ struct UNetBlockConfig {
   // SimpleCrossAttn*, ResnetUpsampleBlock2D) instead of a strided / nearest conv.
   bool resnet_sample_change = false;
   int64_t downsample_padding = 1;
+  // Up blocks: their index among the UNet's up blocks (diffusers' resolution_idx; FreeU acts on the
+  // first two), and whether the block is one of the two kinds diffusers applies FreeU in
+  // (CrossAttnUpBlock2D, UpBlock2D).
+  int64_t resolution_idx = 0;
+  bool freeu_capable = false;
+};
+
+// Ref: diffusers UNet2DConditionModel.enable_freeu (FreeU, arXiv 2309.11497): b1/b2 amplify half of
+// the backbone features, s1/s2 attenuate the low frequencies of the skip features, in the first and
+// second up block. Off unless all four are non-zero (diffusers tests them for truth).
+struct FreeU {
+  double s1 = 0, s2 = 0, b1 = 0, b2 = 0;
+  bool enabled() const { return s1 != 0 && s2 != 0 && b1 != 0 && b2 != 0; }
 };
 
 // CrossAttnDownBlock2D / DownBlock2D / ResnetDownsampleBlock2D / SimpleCrossAttnDownBlock2D, and
@@ -101,8 +114,12 @@ class UpBlock2D {
   // Its streamable blocks, for sequential offloading.
   void for_each_unit(const UnitVisitor& visit);
   int64_t num_layers() const { return static_cast<int64_t>(resnets_.size()); }
+  void set_freeu(const FreeU& freeu) { freeu_ = freeu; }
 
  private:
+  int64_t resolution_idx_ = 0;
+  bool freeu_capable_ = false;
+  FreeU freeu_;
   std::vector<ResnetBlock2D> resnets_;
   std::vector<Transformer2DModel> attentions_;
   std::vector<Attention> attention_layers_;  // kAddedKV / kSelf

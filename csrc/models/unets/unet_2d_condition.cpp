@@ -265,6 +265,8 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
     b.cross_attention_dim = c.cross_attention_dim[r];
     b.only_cross_attention = c.only_cross_attention[r] != 0;
     b.add_sample_change = i + 1 < n;
+    b.resolution_idx = static_cast<int64_t>(i);
+    b.freeu_capable = is_one_of(c.up_block_types[i], {"CrossAttnUpBlock2D", "UpBlock2D"});
     m.up_blocks_.push_back(UpBlock2D::load(w.child("up_blocks").child(std::to_string(i)), b));
   }
   m.conv_norm_out_ = GroupNorm::load(w.child("conv_norm_out"), c.norm_num_groups, ch0, c.norm_eps);
@@ -393,6 +395,11 @@ void UNet2DConditionModel::fuse_qkv_projections() {
   });
   for_each_attention([](Attention& layer) { layer.fuse_projections(); });
   graphs_.drop();  // the graphs read the separate projections' weights
+}
+
+void UNet2DConditionModel::set_freeu(const FreeU& freeu) {
+  for (UpBlock2D& block : up_blocks_) block.set_freeu(freeu);
+  graphs_.drop();  // a captured graph ran with the old setting
 }
 
 void UNet2DConditionModel::unfuse_qkv_projections() {

@@ -103,6 +103,8 @@ class UNet2DConditionModel {
   // Attention::fuse_projections). Raises ValueError for a UNet with added key/value projections.
   void fuse_qkv_projections();
   void unfuse_qkv_projections();
+  // Ref: diffusers enable_freeu / disable_freeu (FreeU() is off).
+  void set_freeu(const FreeU& freeu);
 
   void to(std::optional<c10::Device> device, std::optional<at::ScalarType> dtype);
   at::ScalarType dtype() const { return conv_in_.weight.scalar_type(); }

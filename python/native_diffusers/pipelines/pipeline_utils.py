@@ -508,10 +508,20 @@ class DiffusionPipeline:
         return f"{type(self).__name__}({parts})"
 
 
-class QKVFusionMixin:
-    """diffusers' ``StableDiffusionMixin.fuse_qkv_projections``/``unfuse_qkv_projections`` for the SD
-    and SDXL pipelines (see ``FusedProjectionsMixin``). The engine pipeline is rebuilt at the next
-    call, so that an offload set up before re-copies the changed weights."""
+class FreeUAndFusionMixin:
+    """What diffusers' ``StableDiffusionMixin`` gives the SD and SDXL pipelines besides the VAE
+    switches: FreeU, and fused QKV projections (see ``FusedProjectionsMixin``; the engine pipeline
+    is rebuilt at the next call, so that an offload set up before re-copies the changed weights)."""
+
+    def enable_freeu(self, s1: float, s2: float, b1: float, b2: float):
+        """FreeU (https://huggingface.co/papers/2309.11497): b1/b2 amplify the backbone features, s1/s2
+        attenuate the skip features' low frequencies in the first two up blocks."""
+        if getattr(self, "unet", None) is None:
+            raise ValueError("The pipeline must have `unet` for using FreeU.")
+        self.unet.enable_freeu(s1=s1, s2=s2, b1=b1, b2=b2)
+
+    def disable_freeu(self):
+        self.unet.disable_freeu()
 
     def fuse_qkv_projections(self, unet: bool = True, vae: bool = True):
         self.fusing_unet = False

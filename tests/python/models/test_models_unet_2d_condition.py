@@ -135,6 +135,32 @@ def test_fused_qkv_projections_match_diffusers_fused(tmp_path, name):
     assert torch.equal(ours(sample, 500, context).sample, unfused)
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("size", [(16, 16), (12, 8)], ids=["square", "not_power_of_two"])
+@pytest.mark.parametrize("engine_layout", ["auto", "on"], indirect=True)
+def test_freeu_matches_diffusers(tmp_path, name, size, engine_layout):
+    """enable_freeu(): backbone halves scaled and skip features' low frequencies attenuated in the
+    first two up blocks (FFT in float32), as diffusers does; a zero factor turns it off, as there."""
+    config = VARIANTS[name]
+    ref = _save_unet(config, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path).to("cpu")  # .to() lays the conv weights out
+    sample, context = _inputs(config, height=size[0], width=size[1])
+    plain = ours(sample, 500, context).sample
+    freeu = dict(s1=0.9, s2=0.2, b1=1.5, b2=1.6)  # diffusers' suggestion for SD 1.5
+    ref.enable_freeu(**freeu)
+    ours.enable_freeu(**freeu)
+    with torch.no_grad():
+        expected = ref(sample, 500, context).sample
+    got = ours(sample, 500, context).sample
+    assert (got - expected).abs().max().item() <= FP32_ATOL
+    assert (got - plain).abs().max().item() > 100 * FP32_ATOL
+    ours.enable_freeu(**{**freeu, "s2": 0})
+    assert torch.equal(ours(sample, 500, context).sample, plain)
+    ours.enable_freeu(**freeu)
+    ours.disable_freeu()
+    assert torch.equal(ours(sample, 500, context).sample, plain)
+
+
 def test_unet_non_square_input_needs_forward_upsample_size(tmp_path):
     """A 96x64 image gives 12x8 latents: 12 -> 6 -> 3 -> 2 on the way down, so the up path must
     upsample to the skips' sizes (diffusers' forward_upsample_size)."""

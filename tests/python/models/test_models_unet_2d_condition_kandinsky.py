@@ -112,6 +112,21 @@ def test_fused_qkv_projections_refused_with_added_kv_as_in_diffusers(tmp_path):
     assert (got - expected).abs().max().item() <= FP32_ATOL  # refused before anything fused
 
 
+def test_freeu_leaves_the_kandinsky_blocks_alone_as_in_diffusers(tmp_path):
+    # diffusers applies FreeU only in CrossAttnUpBlock2D and UpBlock2D; these are SimpleCrossAttn/Resnet ones.
+    ref = _save_unet(TINY, tmp_path)
+    ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)
+    sample, image_embeds = _inputs(TINY)
+    plain = ours(sample, 500, None, added_cond_kwargs={"image_embeds": image_embeds}).sample
+    ref.enable_freeu(s1=0.9, s2=0.2, b1=1.5, b2=1.6)
+    ours.enable_freeu(s1=0.9, s2=0.2, b1=1.5, b2=1.6)
+    with torch.no_grad():
+        expected = ref(sample, 500, None, added_cond_kwargs={"image_embeds": image_embeds}).sample
+    got = ours(sample, 500, None, added_cond_kwargs={"image_embeds": image_embeds}).sample
+    assert torch.equal(got, plain)
+    assert (got - expected).abs().max().item() <= FP32_ATOL
+
+
 def test_kandinsky_unet_op_and_errors(tmp_path):
     ref = _save_unet(TINY, tmp_path)
     ours = nd.UNet2DConditionModel.from_pretrained(tmp_path)

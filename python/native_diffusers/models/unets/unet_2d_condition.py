@@ -34,6 +34,14 @@ class UNet2DConditionModel(NativeModelMixin, FusedProjectionsMixin):
         _LIVE_UNETS[self._handle] = self
         weakref.finalize(self, _C.unregister_unet, self._handle)
 
+    def enable_freeu(self, s1: float, s2: float, b1: float, b2: float):
+        """FreeU (https://huggingface.co/papers/2309.11497) in the first two up blocks; off again while
+        any factor is 0 or None, as in diffusers."""
+        self._engine.set_freeu(*(0.0 if v is None else float(v) for v in (s1, s2, b1, b2)))
+
+    def disable_freeu(self):
+        self._engine.set_freeu(0.0, 0.0, 0.0, 0.0)
+
     def forward(
         self,
         sample: torch.Tensor,

@@ -8,12 +8,12 @@ import torch
 
 from ... import _C
 from ...image_processor import VaeImageProcessor
-from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput, QKVFusionMixin
+from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput, FreeUAndFusionMixin
 
 StableDiffusionPipelineOutput = ImagePipelineOutput
 
 
-class StableDiffusionMixin(QKVFusionMixin):
+class StableDiffusionMixin(FreeUAndFusionMixin):
     """What diffusers' StableDiffusionPipeline and StableDiffusionImg2ImgPipeline share: components,
     properties, and the prompt checks with diffusers' messages."""
 

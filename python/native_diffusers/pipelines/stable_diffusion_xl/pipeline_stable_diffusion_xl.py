@@ -8,7 +8,7 @@ import torch
 
 from ... import _C
 from ...image_processor import VaeImageProcessor
-from ..pipeline_utils import DiffusionPipeline, QKVFusionMixin
+from ..pipeline_utils import DiffusionPipeline, FreeUAndFusionMixin
 from .pipeline_output import StableDiffusionXLPipelineOutput
 
 _COMPONENTS = ["vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler",
@@ -21,7 +21,7 @@ def _as_list(value, batch_size: int) -> Optional[List[str]]:
     return batch_size * [value] if isinstance(value, str) else list(value)
 
 
-class StableDiffusionXLMixin(QKVFusionMixin):
+class StableDiffusionXLMixin(FreeUAndFusionMixin):
     """The part of diffusers' two SDXL pipelines that is the same in both."""
 
     _optional_components = ["tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2", "image_encoder",

@@ -218,6 +218,22 @@ def test_callback_that_edits_prompt_embeds_steers_later_steps(pipes, edit):
     assert np.abs(got - plain).max() > 100 * FP32_ATOL  # the edit mattered
 
 
+def test_freeu_matches_diffusers(sd_checkpoint):
+    ref = diffusers.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint, safety_checker=None)
+    ours = nd.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint)
+    for pipe in (ref, ours):
+        pipe.set_progress_bar_config(disable=True)
+        pipe.enable_freeu(s1=0.9, s2=0.2, b1=1.5, b2=1.6)
+    kwargs = dict(prompt="a cat", image=_image(), num_inference_steps=STEPS, strength=0.5, output_type="np")
+    expected = ref(generator=torch.Generator().manual_seed(0), **kwargs).images
+    got = ours(generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert np.abs(got - expected).max() <= FP32_ATOL
+    ours.disable_freeu()
+    ref.disable_freeu()
+    expected = ref(generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert np.abs(ours(generator=torch.Generator().manual_seed(0), **kwargs).images - expected).max() <= FP32_ATOL
+
+
 def test_fuse_qkv_projections_matches_diffusers_fused(sd_checkpoint):
     """The pipeline-level switch (UNet and VAE) against diffusers' fused pipeline, and back."""
     ref = diffusers.AutoPipelineForImage2Image.from_pretrained(sd_checkpoint, safety_checker=None)

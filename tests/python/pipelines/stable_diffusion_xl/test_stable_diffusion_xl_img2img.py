@@ -192,6 +192,14 @@ def test_prompt_embeds_round_trip(base_img2img):
     _assert_close(got, expected)
 
 
+def test_freeu_matches_diffusers(checkpoints):
+    pipes = _load(diffusers.AutoPipelineForImage2Image, nd.AutoPipelineForImage2Image, checkpoints["base"])
+    for pipe in pipes:
+        pipe.enable_freeu(s1=0.6, s2=0.4, b1=1.1, b2=1.2)  # diffusers' suggestion for SDXL
+    got, expected = _run_both(pipes, prompt="a boat", image=_image(), strength=0.5)
+    _assert_close(got, expected)
+
+
 def test_fuse_qkv_projections_matches_diffusers_fused(checkpoints):
     # Own pipelines: fusing changes the models, and the module-scoped ones are shared.
     pipes = _load(diffusers.AutoPipelineForImage2Image, nd.AutoPipelineForImage2Image, checkpoints["base"])
