@@ -71,6 +71,24 @@ def test_fused_qkv_projections_match_diffusers_fused_on_gpu(sd15_shaped_checkpoi
     torch.testing.assert_close(again, got, rtol=0, atol=0)
 
 
+def test_freeu_matches_diffusers_on_gpu(sd15_shaped_checkpoint):
+    """FreeU's FFT filter inside the captured graph (cuFFT), in fp16 against diffusers'."""
+    import diffusers
+
+    kwargs = dict(subfolder="unet", variant="fp16", torch_dtype=torch.float16)
+    ref = diffusers.UNet2DConditionModel.from_pretrained(sd15_shaped_checkpoint, **kwargs).to("cuda")
+    ours = nd.UNet2DConditionModel.from_pretrained(sd15_shaped_checkpoint, **kwargs).to("cuda")
+    for unet in (ref, ours):
+        unet.enable_freeu(s1=0.9, s2=0.2, b1=1.5, b2=1.6)
+    sample, t, context = unet_inputs()
+    with torch.no_grad():
+        expected = ref(sample, t, context).sample
+    got = ours(sample, t, context).sample
+    again = ours(sample, t, context).sample
+    assert relative_l2(got, expected) <= 5e-3
+    torch.testing.assert_close(again, got, rtol=0, atol=0)
+
+
 def test_cuda_graph_replay_equals_eager_engine(sd15_shaped_checkpoint):
     ours = nd.UNet2DConditionModel.from_pretrained(sd15_shaped_checkpoint, subfolder="unet", variant="fp16",
                                                    torch_dtype=torch.float16).to("cuda")
