@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
+#include <tuple>
+
 #include "core/errors.h"
 #include "core/fused_ops.h"
 #include "offload/streaming.h"
@@ -127,11 +130,35 @@ std::pair<at::Tensor, at::Tensor> Attention::project_encoder_states(const at::Te
   stream_in(this);
   if (add_k_proj_) return {add_k_proj_->forward(states), add_v_proj_->forward(states)};
   if (!reads_encoder_states()) throw ValueError("self-attention layers project no encoder states");
+  return keys_values_of(states);
+}
+
+std::pair<at::Tensor, at::Tensor> Attention::keys_values_of(const at::Tensor& input) const {
   if (to_kv_) {
-    const at::Tensor kv = to_kv_->forward(states);
+    const at::Tensor kv = to_kv_->forward(input);
     return {part_of(kv, 0, 2), part_of(kv, 1, 2)};
   }
-  return {to_k_->forward(states), to_v_->forward(states)};
+  return {to_k_->forward(input), to_v_->forward(input)};
+}
+
+std::array<at::Tensor, 3> Attention::queries_keys_values(const at::Tensor& x, const EncoderContext& context) const {
+  const int64_t batch = x.size(0);
+  if (to_qkv_) {
+    if (context.states.defined() || context.projected) {
+      throw ValueError("a fused self-attention layer got encoder states");
+    }
+    const at::Tensor qkv = to_qkv_->forward(x);
+    return {split_heads(part_of(qkv, 0, 3), batch), split_heads(part_of(qkv, 1, 3), batch),
+            split_heads(part_of(qkv, 2, 3), batch)};
+  }
+  at::Tensor key, value;
+  if (context.projected) {
+    const EncoderKeyValues::KeyValue& kv = context.projected->of(this);
+    key = kv.key, value = kv.value;
+  } else {
+    std::tie(key, value) = keys_values_of(context.states.defined() ? context.states : x);
+  }
+  return {split_heads(to_q_.forward(x), batch), split_heads(key, batch), split_heads(value, batch)};
 }
 
 at::Tensor Attention::forward(const at::Tensor& hidden, const EncoderContext& context, const at::Tensor& temb) const {
@@ -147,33 +174,7 @@ at::Tensor Attention::forward(const at::Tensor& hidden, const EncoderContext& co
     x = x.view({batch, channels, height * width}).transpose(1, 2);  // [B, HW, C]
   }
   if (group_norm_) x = group_norm_->forward(x.transpose(1, 2)).transpose(1, 2);
-  at::Tensor q, k, v;
-  if (to_qkv_) {
-    if (context.states.defined() || context.projected) {
-      throw ValueError("a fused self-attention layer got encoder states");
-    }
-    const at::Tensor qkv = to_qkv_->forward(x);
-    q = split_heads(part_of(qkv, 0, 3), batch);
-    k = split_heads(part_of(qkv, 1, 3), batch);
-    v = split_heads(part_of(qkv, 2, 3), batch);
-  } else {
-    q = split_heads(to_q_.forward(x), batch);
-    if (context.projected) {
-      const EncoderKeyValues::KeyValue& kv = context.projected->of(this);
-      k = split_heads(kv.key, batch);
-      v = split_heads(kv.value, batch);
-    } else {
-      const at::Tensor& kv_input = context.states.defined() ? context.states : x;
-      if (to_kv_) {
-        const at::Tensor kv = to_kv_->forward(kv_input);
-        k = split_heads(part_of(kv, 0, 2), batch);
-        v = split_heads(part_of(kv, 1, 2), batch);
-      } else {
-        k = split_heads(to_k_->forward(kv_input), batch);
-        v = split_heads(to_v_->forward(kv_input), batch);
-      }
-    }
-  }
+  const auto [q, k, v] = queries_keys_values(x, context);
   at::Tensor out = attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, -1, config_.heads * config_.dim_head});  // [B, L, inner]
   out = to_out_.forward(out);

@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <functional>
 #include <optional>
 #include <utility>
@@ -79,6 +80,11 @@ class Attention {
   at::Tensor forward_added_kv(const at::Tensor& hidden, const EncoderContext& context) const;
   // [B, L, inner] -> [B, heads, L, dim_head]
   at::Tensor split_heads(const at::Tensor& t, int64_t batch) const;
+  // Keys and values [B, S, inner] of `input` through the separate or the fused projections.
+  std::pair<at::Tensor, at::Tensor> keys_values_of(const at::Tensor& input) const;
+  // Query, key and value [B, heads, L, dim_head] for the normalised input x [B, L, C]: from the
+  // fused projection, from keys and values projected once per prompt, or projected here.
+  std::array<at::Tensor, 3> queries_keys_values(const at::Tensor& x, const EncoderContext& context) const;
 
   AttentionConfig config_;
   std::optional<GroupNorm> group_norm_;
