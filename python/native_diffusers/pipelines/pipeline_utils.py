@@ -537,20 +537,15 @@ class FreeUAndFusionMixin:
             self.vae.fuse_qkv_projections()
 
     def unfuse_qkv_projections(self, unet: bool = True, vae: bool = True):
-        if unet:
-            if not getattr(self, "fusing_unet", False):
-                warnings.warn("The UNet was not initially fused for QKV projections. Doing nothing.")
-            else:
-                self._release_engine_weights()
-                self.unet.unfuse_qkv_projections()
-                self.fusing_unet = False
-        if vae:
-            if not getattr(self, "fusing_vae", False):
-                warnings.warn("The VAE was not initially fused for QKV projections. Doing nothing.")
-            else:
-                self._release_engine_weights()
-                self.vae.unfuse_qkv_projections()
-                self.fusing_vae = False
+        for name, label, requested in (("unet", "UNet", unet), ("vae", "VAE", vae)):
+            if not requested:
+                continue
+            if not getattr(self, f"fusing_{name}", False):
+                warnings.warn(f"The {label} was not initially fused for QKV projections. Doing nothing.")
+                continue
+            self._release_engine_weights()
+            getattr(self, name).unfuse_qkv_projections()
+            setattr(self, f"fusing_{name}", False)
 
     def _release_engine_weights(self):
         # An offload holds host copies laid out for the current parameters: end it (the weights stay
