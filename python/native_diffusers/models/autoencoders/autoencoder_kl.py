@@ -10,25 +10,25 @@ from ..modeling_utils import FusedProjectionsMixin, NativeModelMixin
 from .vae import AutoencoderMixin, DiagonalGaussianDistribution
 
 
+def _engine_switch(name: str) -> property:
+    """A bool attribute of the model that lives on its engine."""
+
+    def get(self) -> bool:
+        return getattr(self._engine, name)
+
+    def set(self, enabled: bool):
+        setattr(self._engine, name, bool(enabled))
+
+    return property(get, set)
+
+
 class AutoencoderKL(NativeModelMixin, AutoencoderMixin, FusedProjectionsMixin):
     _engine_class = _C.AutoencoderKL
     tile_overlap_factor = 0.25
 
-    @property
-    def use_tiling(self) -> bool:
-        return self._engine.use_tiling
-
-    @use_tiling.setter
-    def use_tiling(self, enabled: bool):
-        self._engine.use_tiling = bool(enabled)
-
-    @property
-    def use_slicing(self) -> bool:
-        return self._engine.use_slicing
-
-    @use_slicing.setter
-    def use_slicing(self, enabled: bool):
-        self._engine.use_slicing = bool(enabled)
+    # diffusers' flags, kept by the engine, which reads them at every encode and decode.
+    use_tiling = _engine_switch("use_tiling")
+    use_slicing = _engine_switch("use_slicing")
 
     @property
     def tile_sample_min_size(self) -> int:
