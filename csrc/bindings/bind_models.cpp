@@ -5,9 +5,11 @@
 #include <torch/extension.h>
 
 #include "bindings/model_loaders.h"
+#include "core/errors.h"
 #include "models/autoencoders/autoencoder_kl.h"
 #include "models/autoencoders/vq_model.h"
 #include "models/clip/modeling_clip.h"
+#include "models/controlnets/controlnet.h"
 #include "models/transformers/prior_transformer.h"
 #include "models/unets/unet_2d_condition.h"
 
@@ -113,15 +115,25 @@ void bind_unet(py::module_& m) {
       "forward",
       [](const UNet2DConditionModel& self, const at::Tensor& sample, const at::Tensor& timestep,
          std::optional<at::Tensor> encoder_hidden_states, std::optional<at::Tensor> text_embeds,
-         std::optional<at::Tensor> time_ids, std::optional<at::Tensor> image_embeds, const EncoderKeyValues* projected) {
+         std::optional<at::Tensor> time_ids, std::optional<at::Tensor> image_embeds, const EncoderKeyValues* projected,
+         std::optional<std::vector<at::Tensor>> down_block_additional_residuals,
+         std::optional<at::Tensor> mid_block_additional_residual) {
         const UNetAddedConditions added = added_conditions(text_embeds, time_ids, image_embeds);
+        const bool controlled = down_block_additional_residuals.has_value();
+        if (controlled != mid_block_additional_residual.has_value()) {
+          throw ValueError("down_block_additional_residuals and mid_block_additional_residual (a ControlNet's "
+                           "outputs) must be passed together");
+        }
+        UNetControlResiduals control;
+        if (controlled) control = {*down_block_additional_residuals, *mid_block_additional_residual};
         py::gil_scoped_release release;
         return self.forward(sample, timestep, encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added,
-                            projected);
+                            projected, controlled ? &control : nullptr);
       },
       py::arg("sample"), py::arg("timestep"), py::arg("encoder_hidden_states"),
       py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none(), py::arg("image_embeds") = py::none(),
-      py::arg("projected") = py::none());
+      py::arg("projected") = py::none(), py::arg("down_block_additional_residuals") = py::none(),
+      py::arg("mid_block_additional_residual") = py::none());
   cls.def(
       "project_encoder_states",
       [](const UNet2DConditionModel& self, std::optional<at::Tensor> encoder_hidden_states,
@@ -140,6 +152,31 @@ void bind_unet(py::module_& m) {
             self.set_freeu(FreeU{s1, s2, b1, b2});
           },
           py::arg("s1"), py::arg("s2"), py::arg("b1"), py::arg("b2"), py::call_guard<py::gil_scoped_release>());
+}
+
+void bind_controlnet(py::module_& m) {
+  py::class_<ControlNetModel, std::shared_ptr<ControlNetModel>> cls(m, "ControlNetModel");
+  def_loaders(cls, [](const io::JsonConfig& json, const io::StateDict& sd, const std::string& origin,
+                      std::optional<at::ScalarType> dtype) {
+    return ControlNetModel::load(ControlNetConfig::from_json(json), sd, origin, dtype);
+  });
+  cls.def(
+      "forward",
+      [](const ControlNetModel& self, const at::Tensor& sample, const at::Tensor& timestep,
+         const at::Tensor& encoder_hidden_states, const at::Tensor& controlnet_cond, double conditioning_scale,
+         bool guess_mode, std::optional<at::Tensor> text_embeds, std::optional<at::Tensor> time_ids) {
+        const UNetAddedConditions added = added_conditions(text_embeds, time_ids, std::nullopt);
+        ControlNetOutput out;
+        {
+          py::gil_scoped_release release;
+          out = self.forward(sample, timestep, encoder_hidden_states, controlnet_cond, conditioning_scale,
+                             guess_mode, added);
+        }
+        return py::make_tuple(py::tuple(py::cast(out.down)), out.mid);
+      },
+      py::arg("sample"), py::arg("timestep"), py::arg("encoder_hidden_states"), py::arg("controlnet_cond"),
+      py::arg("conditioning_scale") = 1.0, py::arg("guess_mode") = false, py::arg("text_embeds") = py::none(),
+      py::arg("time_ids") = py::none());
 }
 
 void bind_autoencoder_kl(py::module_& m) {
@@ -185,6 +222,7 @@ void bind_models(py::module_& m) {
   bind_clip_vision(m);
   bind_prior_transformer(m);
   bind_unet(m);
+  bind_controlnet(m);
   bind_autoencoder_kl(m);
   bind_vq_model(m);
 }

@@ -5,6 +5,8 @@
 #include <torch/extension.h>
 
 #include "offload/sequential_offload.h"
+#include "pipelines/controlnet/pipeline_controlnet.h"
+#include "pipelines/controlnet/pipeline_controlnet_img2img.h"
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_img2img.h"
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
@@ -216,6 +218,49 @@ void bind_stable_diffusion(py::module_& m) {
            py::call_guard<py::gil_scoped_release>());
 }
 
+// The ControlNet arguments of diffusers' ControlNet pipelines.
+template <typename Class>
+Class& def_controlnet_request_fields(Class& cls) {
+  using R = typename Class::type;
+  cls.def(py::init<>())
+      .def_readwrite("control_image", &R::control_image)
+      .def_readwrite("controlnet_conditioning_scale", &R::controlnet_conditioning_scale)
+      .def_readwrite("guess_mode", &R::guess_mode)
+      .def_readwrite("control_guidance_start", &R::control_guidance_start)
+      .def_readwrite("control_guidance_end", &R::control_guidance_end);
+  return cls;
+}
+
+void bind_controlnet(py::module_& m) {
+  py::class_<StableDiffusionControlNetRequest, StableDiffusionRequest> request(m, "StableDiffusionControlNetRequest");
+  def_controlnet_request_fields(request);
+  py::class_<StableDiffusionControlNetImg2ImgRequest, StableDiffusionImg2ImgRequest> img2img_request(
+      m, "StableDiffusionControlNetImg2ImgRequest");
+  def_controlnet_request_fields(img2img_request);
+
+  py::class_<StableDiffusionControlNetPipeline, std::shared_ptr<StableDiffusionControlNetPipeline>> text2img(
+      m, "StableDiffusionControlNetPipeline");
+  def_model_cpu_offload(text2img)
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
+                    std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<ControlNetModel>,
+                    std::shared_ptr<AutoencoderKL>, std::shared_ptr<Scheduler>>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("controlnet"), py::arg("vae"),
+           py::arg("scheduler"))
+      .def("run", &StableDiffusionControlNetPipeline::run, py::arg("request"),
+           py::call_guard<py::gil_scoped_release>());
+
+  py::class_<StableDiffusionControlNetImg2ImgPipeline, std::shared_ptr<StableDiffusionControlNetImg2ImgPipeline>>
+      img2img(m, "StableDiffusionControlNetImg2ImgPipeline");
+  def_model_cpu_offload(img2img)
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
+                    std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<ControlNetModel>,
+                    std::shared_ptr<AutoencoderKL>, std::shared_ptr<Scheduler>>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("controlnet"), py::arg("vae"),
+           py::arg("scheduler"))
+      .def("run", &StableDiffusionControlNetImg2ImgPipeline::run, py::arg("request"),
+           py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace
 
 void bind_pipelines(py::module_& m) {
@@ -223,6 +268,7 @@ void bind_pipelines(py::module_& m) {
   bind_kandinsky_prior(m);
   bind_stable_diffusion_xl(m);
   bind_stable_diffusion(m);
+  bind_controlnet(m);
 }
 
 }  // namespace nd::bindings

@@ -2,14 +2,15 @@
 // call instead of failing on a pybind11 function (the guide compiles pipeline.unet). One op per
 // model entry point; a model is named by a handle from its registry. Schemas:
 //   unet_forward: UNet2DConditionModel.forward (sample, timestep, encoder_hidden_states (None for
-//                 Kandinsky 2.2), SDXL's text_embeds/time_ids, Kandinsky 2.2's image_embeds)
-//                 -> noise prediction.
+//                 Kandinsky 2.2), SDXL's text_embeds/time_ids, Kandinsky 2.2's image_embeds, a
+//                 ControlNet's down/mid residuals) -> noise prediction.
 #include <pybind11/pybind11.h>
 #include <torch/library.h>
 
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "core/errors.h"
 #include "models/unets/unet_2d_condition.h"
@@ -54,13 +55,22 @@ UNetRegistry& unet_registry() {
 at::Tensor unet_forward(int64_t handle, const at::Tensor& sample, const at::Tensor& timestep,
                         const std::optional<at::Tensor>& encoder_hidden_states,
                         const std::optional<at::Tensor>& text_embeds, const std::optional<at::Tensor>& time_ids,
-                        const std::optional<at::Tensor>& image_embeds) {
+                        const std::optional<at::Tensor>& image_embeds,
+                        const std::optional<std::vector<at::Tensor>>& down_block_additional_residuals,
+                        const std::optional<at::Tensor>& mid_block_additional_residual) {
   UNetAddedConditions added;
   if (text_embeds) added.text_embeds = *text_embeds;
   if (time_ids) added.time_ids = *time_ids;
   if (image_embeds) added.image_embeds = *image_embeds;
-  return unet_registry().get(handle)->forward(
-      sample, timestep, encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added);
+  if (down_block_additional_residuals.has_value() != mid_block_additional_residual.has_value()) {
+    throw ValueError("down_block_additional_residuals and mid_block_additional_residual (a ControlNet's outputs) "
+                     "must be passed together");
+  }
+  UNetControlResiduals control;
+  if (mid_block_additional_residual) control = {*down_block_additional_residuals, *mid_block_additional_residual};
+  return unet_registry().get(handle)->forward(sample, timestep,
+                                              encoder_hidden_states ? *encoder_hidden_states : at::Tensor(), added,
+                                              nullptr, mid_block_additional_residual ? &control : nullptr);
 }
 
 }  // namespace
@@ -75,7 +85,8 @@ void bind_torch_ops(py::module_& m) {
 TORCH_LIBRARY(native_diffusers, m) {
   m.def(
       "unet_forward(int handle, Tensor sample, Tensor timestep, Tensor? encoder_hidden_states, "
-      "Tensor? text_embeds=None, Tensor? time_ids=None, Tensor? image_embeds=None) -> Tensor");
+      "Tensor? text_embeds=None, Tensor? time_ids=None, Tensor? image_embeds=None, "
+      "Tensor[]? down_block_additional_residuals=None, Tensor? mid_block_additional_residual=None) -> Tensor");
 }
 
 // One implementation for every device: the engine dispatches on the tensors' device itself.

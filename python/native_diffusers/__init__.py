@@ -10,6 +10,7 @@ from . import _C
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, UNet2DConditionModel
 from .models import VQModel
 from .models import CLIPImageProcessor, CLIPVisionModelWithProjection, PriorTransformer
+from .models import ControlNetModel
 from .schedulers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -30,6 +31,8 @@ from .pipelines import (
     KandinskyV22Img2ImgCombinedPipeline,
     KandinskyV22Img2ImgPipeline,
     KandinskyV22PriorPipeline,
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
@@ -46,6 +49,7 @@ __all__ = [
     "CLIPTextModelWithProjection",
     "CLIPTokenizer",
     "CLIPVisionModelWithProjection",
+    "ControlNetModel",
     "DDIMScheduler",
     "DDPMScheduler",
     "DiffusionPipeline",
@@ -60,6 +64,8 @@ __all__ = [
     "LMSDiscreteScheduler",
     "PNDMScheduler",
     "PriorTransformer",
+    "StableDiffusionControlNetImg2ImgPipeline",
+    "StableDiffusionControlNetPipeline",
     "StableDiffusionImg2ImgPipeline",
     "StableDiffusionPipeline",
     "StableDiffusionXLImg2ImgPipeline",

@@ -71,27 +71,29 @@ bool is_one_of(const std::string& value, std::initializer_list<const char*> choi
 
 }  // namespace
 
-UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& json) {
+UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& json, bool with_up_blocks) {
   reject_unsupported(json);
   UNet2DConditionConfig c;
+  if (!with_up_blocks) c.up_block_types.clear();
   c.in_channels = json.get_int("in_channels", c.in_channels);
   c.out_channels = json.get_int("out_channels", c.out_channels);
   c.center_input_sample = json.get_bool("center_input_sample", c.center_input_sample);
   c.flip_sin_to_cos = json.get_bool("flip_sin_to_cos", c.flip_sin_to_cos);
   c.freq_shift = json.get_double("freq_shift", c.freq_shift);
   if (json.has_value("down_block_types")) c.down_block_types = json.get_string_list("down_block_types");
-  if (json.has_value("up_block_types")) c.up_block_types = json.get_string_list("up_block_types");
+  if (with_up_blocks && json.has_value("up_block_types")) c.up_block_types = json.get_string_list("up_block_types");
   c.mid_block_type = json.get_string("mid_block_type", c.mid_block_type);
   if (json.has_value("block_out_channels")) c.block_out_channels = json.get_int_list("block_out_channels");
   const std::size_t n = c.block_out_channels.size();
   if (n == 0) json.fail("block_out_channels", "expected at least one block");
   if (c.down_block_types.size() != n) json.fail("down_block_types", "must have one entry per block_out_channels");
-  if (c.up_block_types.size() != n) json.fail("up_block_types", "must have one entry per block_out_channels");
+  if (with_up_blocks && c.up_block_types.size() != n) json.fail("up_block_types", "must have one entry per block_out_channels");
   for (std::size_t i = 0; i < n; ++i) {
     const std::string& d = c.down_block_types[i];
     if (!is_one_of(d, {"CrossAttnDownBlock2D", "DownBlock2D", "ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"})) {
       json.fail("down_block_types[" + std::to_string(i) + "]", "unsupported value \"" + d + "\"");
     }
+    if (!with_up_blocks) continue;
     const std::string& u = c.up_block_types[i];
     if (!is_one_of(u, {"CrossAttnUpBlock2D", "UpBlock2D", "ResnetUpsampleBlock2D", "SimpleCrossAttnUpBlock2D"})) {
       json.fail("up_block_types[" + std::to_string(i) + "]", "unsupported value \"" + u + "\"");
@@ -173,6 +175,100 @@ UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& jso
   return c;
 }
 
+UNetBlockConfig unet_block_base(const UNet2DConditionConfig& c) {
+  UNetBlockConfig base;
+  base.temb_channels = c.block_out_channels[0] * 4;  // time_embed_dim
+  base.resnet_groups = c.norm_num_groups;
+  base.resnet_eps = c.norm_eps;
+  base.act = c.act_fn;
+  base.use_linear_projection = c.use_linear_projection;
+  base.upcast_attention = c.upcast_attention;
+  base.output_scale_factor = c.resnet_out_scale_factor;
+  base.resnet_time_scale_shift = c.resnet_time_scale_shift;
+  return base;
+}
+
+std::vector<DownBlock2D> load_unet_down_blocks(const WeightLoader& w, const UNet2DConditionConfig& c) {
+  const UNetBlockConfig base = unet_block_base(c);
+  const std::size_t n = c.num_blocks();
+  std::vector<DownBlock2D> blocks;
+  int64_t output_channel = c.block_out_channels[0];
+  for (std::size_t i = 0; i < n; ++i) {
+    UNetBlockConfig b = base;
+    b.in_channels = output_channel;
+    output_channel = c.block_out_channels[i];
+    b.out_channels = output_channel;
+    b.num_layers = c.layers_per_block[i];
+    b.transformer_layers = c.transformer_layers_per_block[i];
+    b.has_attention = has_cross_attention(c.down_block_types[i]);
+    if (is_simple_cross_attention(c.down_block_types[i])) b.attention = BlockAttention::kAddedKV;
+    b.resnet_sample_change = has_resnet_sampler(c.down_block_types[i]);
+    b.num_attention_heads = c.num_attention_heads[i];
+    b.cross_attention_dim = c.cross_attention_dim[i];
+    b.only_cross_attention = c.only_cross_attention[i] != 0;
+    b.add_sample_change = i + 1 < n;
+    b.downsample_padding = c.downsample_padding;
+    blocks.push_back(DownBlock2D::load(w.child("down_blocks").child(std::to_string(i)), b));
+  }
+  return blocks;
+}
+
+MidBlock2D load_unet_mid_block(const WeightLoader& w, const UNet2DConditionConfig& c) {
+  UNetBlockConfig mid = unet_block_base(c);
+  mid.in_channels = mid.out_channels = c.block_out_channels.back();
+  mid.has_attention = true;
+  mid.num_attention_heads = c.num_attention_heads.back();
+  mid.cross_attention_dim = c.cross_attention_dim.back();
+  mid.transformer_layers = c.transformer_layers_per_block.back();
+  if (c.mid_block_type == "UNetMidBlock2DSimpleCrossAttn") {
+    // Ref: diffusers get_mid_block: attention_head_dim[-1] is the head dimension here.
+    mid.attention = BlockAttention::kAddedKV;
+    mid.only_cross_attention = c.mid_block_only_cross_attention;
+  }
+  mid.output_scale_factor = c.mid_block_scale_factor;
+  return MidBlock2D::load(w.child("mid_block"), mid);
+}
+
+at::Tensor unet_time_embedding(const TimestepEmbedding& mlp, const UNet2DConditionConfig& c,
+                               const at::Tensor& timestep, int64_t batch, at::ScalarType dtype, c10::Device device) {
+  // Ref: diffusers UNet2DConditionModel.get_time_embed: a 0-d timestep is broadcast to the batch;
+  // the projection runs in fp32 and is cast to the sample dtype before the MLP.
+  at::Tensor t = timestep.to(device);
+  if (t.dim() == 0) t = t.unsqueeze(0);
+  t = t.expand({batch});
+  const at::Tensor t_emb =
+      get_timestep_embedding(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift).to(dtype);
+  return mlp.forward(t_emb);  // [B, time_embed_dim]
+}
+
+at::Tensor unet_text_time_embedding(const TimestepEmbedding& add_embedding, const UNet2DConditionConfig& c,
+                                    const UNetAddedConditions& added, int64_t batch, at::ScalarType dtype,
+                                    c10::Device device) {
+  // Ref: diffusers UNet2DConditionModel.get_aug_embed, addition_embed_type == "text_time".
+  if (!added.text_embeds.defined()) {
+    throw ValueError("UNet2DConditionModel has the config param `addition_embed_type` set to 'text_time' which "
+                     "requires the keyword argument `text_embeds` to be passed in `added_cond_kwargs`");
+  }
+  if (!added.time_ids.defined()) {
+    throw ValueError("UNet2DConditionModel has the config param `addition_embed_type` set to 'text_time' which "
+                     "requires the keyword argument `time_ids` to be passed in `added_cond_kwargs`");
+  }
+  const at::Tensor text_embeds = added.text_embeds.to(device);
+  const at::Tensor time_ids = added.time_ids.to(device);
+  if (text_embeds.dim() != 2 || text_embeds.size(0) != batch ||
+      time_ids.numel() * c.addition_time_embed_dim / batch + text_embeds.size(1) !=
+          c.projection_class_embeddings_input_dim) {
+    throw ValueError("text_embeds " + c10::str(text_embeds.sizes()) + " and time_ids " + c10::str(time_ids.sizes()) +
+                     " do not add up to projection_class_embeddings_input_dim=" +
+                     std::to_string(c.projection_class_embeddings_input_dim) + " for batch " + std::to_string(batch));
+  }
+  at::Tensor time_embeds =
+      get_timestep_embedding(time_ids.flatten(), c.addition_time_embed_dim, c.flip_sin_to_cos, c.freq_shift);
+  time_embeds = time_embeds.reshape({batch, -1});                         // [B, n * dim]
+  const at::Tensor add_embeds = at::cat({text_embeds, time_embeds}, -1);  // type-promoting, as torch.concat
+  return add_embedding.forward(add_embeds.to(dtype));                     // [B, time_embed_dim]
+}
+
 UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
                                                 const io::StateDict& state_dict,
                                                 const std::string& origin,
@@ -198,52 +294,13 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
     m.image_add_embedding_ = ImageTimeEmbedding::load(w.child("add_embedding"), c.encoder_hid_dim, time_embed_dim);
   }
 
-  UNetBlockConfig base;
-  base.temb_channels = time_embed_dim;
-  base.resnet_groups = c.norm_num_groups;
-  base.resnet_eps = c.norm_eps;
-  base.act = c.act_fn;
-  base.use_linear_projection = c.use_linear_projection;
-  base.upcast_attention = c.upcast_attention;
-  base.output_scale_factor = c.resnet_out_scale_factor;
-  base.resnet_time_scale_shift = c.resnet_time_scale_shift;
+  m.down_blocks_ = load_unet_down_blocks(w, c);
+  m.mid_block_ = load_unet_mid_block(w, c);
 
-  int64_t output_channel = ch0;
-  for (std::size_t i = 0; i < n; ++i) {
-    UNetBlockConfig b = base;
-    b.in_channels = output_channel;
-    output_channel = c.block_out_channels[i];
-    b.out_channels = output_channel;
-    b.num_layers = c.layers_per_block[i];
-    b.transformer_layers = c.transformer_layers_per_block[i];
-    b.has_attention = has_cross_attention(c.down_block_types[i]);
-    if (is_simple_cross_attention(c.down_block_types[i])) b.attention = BlockAttention::kAddedKV;
-    b.resnet_sample_change = has_resnet_sampler(c.down_block_types[i]);
-    b.num_attention_heads = c.num_attention_heads[i];
-    b.cross_attention_dim = c.cross_attention_dim[i];
-    b.only_cross_attention = c.only_cross_attention[i] != 0;
-    b.add_sample_change = i + 1 < n;
-    b.downsample_padding = c.downsample_padding;
-    m.down_blocks_.push_back(DownBlock2D::load(w.child("down_blocks").child(std::to_string(i)), b));
-  }
-
-  UNetBlockConfig mid = base;
-  mid.in_channels = mid.out_channels = c.block_out_channels.back();
-  mid.has_attention = true;
-  mid.num_attention_heads = c.num_attention_heads.back();
-  mid.cross_attention_dim = c.cross_attention_dim.back();
-  mid.transformer_layers = c.transformer_layers_per_block.back();
-  if (c.mid_block_type == "UNetMidBlock2DSimpleCrossAttn") {
-    // Ref: diffusers get_mid_block: attention_head_dim[-1] is the head dimension here.
-    mid.attention = BlockAttention::kAddedKV;
-    mid.only_cross_attention = c.mid_block_only_cross_attention;
-  }
-  mid.output_scale_factor = c.mid_block_scale_factor;
-  m.mid_block_ = MidBlock2D::load(w.child("mid_block"), mid);
-
+  const UNetBlockConfig base = unet_block_base(c);
   // Ref: diffusers UNet2DConditionModel.__init__, "up" section: per-block lists are reversed.
   std::vector<int64_t> rev_channels(c.block_out_channels.rbegin(), c.block_out_channels.rend());
-  output_channel = rev_channels[0];
+  int64_t output_channel = rev_channels[0];
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t r = n - 1 - i;
     UNetBlockConfig b = base;
@@ -277,43 +334,12 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
 
 at::Tensor UNet2DConditionModel::time_embedding_for(const at::Tensor& timestep, int64_t batch,
                                                     at::ScalarType dtype) const {
-  // Ref: diffusers UNet2DConditionModel.get_time_embed: a 0-d timestep is broadcast to the batch;
-  // the projection runs in fp32 and is cast to the sample dtype before the MLP.
-  at::Tensor t = timestep.to(device());
-  if (t.dim() == 0) t = t.unsqueeze(0);
-  t = t.expand({batch});
-  const at::Tensor t_emb = get_timestep_embedding(t, config_.block_out_channels[0],
-                                                  config_.flip_sin_to_cos, config_.freq_shift)
-                               .to(dtype);
-  return time_embedding_.forward(t_emb);  // [B, time_embed_dim]
+  return unet_time_embedding(time_embedding_, config_, timestep, batch, dtype, device());
 }
 
 at::Tensor UNet2DConditionModel::addition_embedding_for(const UNetAddedConditions& added,
                                                         int64_t batch) const {
-  // Ref: diffusers UNet2DConditionModel.get_aug_embed, addition_embed_type == "text_time".
-  if (!added.text_embeds.defined()) {
-    throw ValueError("UNet2DConditionModel has the config param `addition_embed_type` set to 'text_time' which "
-                     "requires the keyword argument `text_embeds` to be passed in `added_cond_kwargs`");
-  }
-  if (!added.time_ids.defined()) {
-    throw ValueError("UNet2DConditionModel has the config param `addition_embed_type` set to 'text_time' which "
-                     "requires the keyword argument `time_ids` to be passed in `added_cond_kwargs`");
-  }
-  const at::Tensor text_embeds = added.text_embeds.to(device());
-  const at::Tensor time_ids = added.time_ids.to(device());
-  if (text_embeds.dim() != 2 || text_embeds.size(0) != batch ||
-      time_ids.numel() * config_.addition_time_embed_dim / batch + text_embeds.size(1) !=
-          config_.projection_class_embeddings_input_dim) {
-    throw ValueError("text_embeds " + c10::str(text_embeds.sizes()) + " and time_ids " + c10::str(time_ids.sizes()) +
-                     " do not add up to projection_class_embeddings_input_dim=" +
-                     std::to_string(config_.projection_class_embeddings_input_dim) + " for batch " +
-                     std::to_string(batch));
-  }
-  at::Tensor time_embeds = get_timestep_embedding(time_ids.flatten(), config_.addition_time_embed_dim,
-                                                  config_.flip_sin_to_cos, config_.freq_shift);
-  time_embeds = time_embeds.reshape({batch, -1});                                // [B, n * dim]
-  const at::Tensor add_embeds = at::cat({text_embeds, time_embeds}, -1);  // type-promoting, as torch.concat
-  return add_embedding_->forward(add_embeds.to(dtype()));                         // [B, time_embed_dim]
+  return unet_text_time_embedding(*add_embedding_, config_, added, batch, dtype(), device());
 }
 
 void UNet2DConditionModel::check_inputs(const at::Tensor& sample_in, const at::Tensor& timestep,
@@ -422,11 +448,56 @@ EncoderKeyValues UNet2DConditionModel::project_encoder_states(const at::Tensor& 
                                    encoder_states_for(states, image_embeds), this);
 }
 
+void UNet2DConditionModel::check_control(const UNetControlResiduals& control, const at::Tensor& sample) const {
+  // The skip connections' shapes, as the down blocks make them: conv_in's output, then each
+  // layer's and each downsampler's.
+  std::vector<std::vector<int64_t>> expected;
+  int64_t h = sample.size(2), w = sample.size(3);
+  const auto add = [&](int64_t channels) { expected.push_back({sample.size(0), channels, h, w}); };
+  add(config_.block_out_channels[0]);
+  for (std::size_t i = 0; i < config_.num_blocks(); ++i) {
+    for (int64_t l = 0; l < config_.layers_per_block[i]; ++l) add(config_.block_out_channels[i]);
+    if (i + 1 == config_.num_blocks()) break;
+    if (has_resnet_sampler(config_.down_block_types[i])) {
+      h /= 2, w /= 2;  // avg_pool2d(2)
+    } else {
+      // A 3x3 stride-2 conv; padding 0 means diffusers' (0, 1, 0, 1) pad first.
+      const int64_t pad = config_.downsample_padding == 0 ? 1 : 2 * config_.downsample_padding;
+      h = (h + pad - 3) / 2 + 1, w = (w + pad - 3) / 2 + 1;
+    }
+    add(config_.block_out_channels[i]);
+  }
+  if (control.down.size() != expected.size()) {
+    throw ValueError("down_block_additional_residuals has " + std::to_string(control.down.size()) +
+                     " tensors; this UNet makes " + std::to_string(expected.size()) + " skip connections");
+  }
+  // A pooled residual (a global_pool_conditions ControlNet's) is [B, C, 1, 1] and broadcasts.
+  const auto fits = [](const at::Tensor& residual, std::vector<int64_t> shape) {
+    if (!residual.defined()) return false;
+    if (residual.sizes() == at::IntArrayRef(shape)) return true;
+    shape[2] = shape[3] = 1;
+    return residual.sizes() == at::IntArrayRef(shape);
+  };
+  for (std::size_t k = 0; k < expected.size(); ++k) {
+    if (!fits(control.down[k], expected[k])) {
+      throw ValueError("down_block_additional_residuals[" + std::to_string(k) + "] must have shape " +
+                       c10::str(at::IntArrayRef(expected[k])) + ", got " +
+                       (control.down[k].defined() ? c10::str(control.down[k].sizes()) : std::string("None")));
+    }
+  }
+  const std::vector<int64_t> mid{sample.size(0), config_.block_out_channels.back(), h, w};
+  if (!fits(control.mid, mid)) {
+    throw ValueError("mid_block_additional_residual must have shape " + c10::str(at::IntArrayRef(mid)) + ", got " +
+                     (control.mid.defined() ? c10::str(control.mid.sizes()) : std::string("None")));
+  }
+}
+
 at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Tensor& timestep,
-                                         const at::Tensor& encoder_hidden_states,
-                                         const UNetAddedConditions& added, const EncoderKeyValues* projected) const {
+                                         const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added,
+                                         const EncoderKeyValues* projected, const UNetControlResiduals* control) const {
   check_inputs(sample, timestep, encoder_hidden_states, added);
   if (projected) check_projections(*projected, sample.size(0));
+  if (control) check_control(*control, sample);
   c10::NoGradGuard no_grad;
   // Everything moves to the model's device and dtype outside the graph; inside is device work only.
   const auto on_device = [&](const at::Tensor& t, bool cast) {
@@ -436,26 +507,42 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
   // timestep and the SDXL conditions keep their dtype: diffusers embeds them in float32.
   // With projections the encoder states are not read at all (their keys and values are).
   const bool reads_states = !encoder_hid_proj_ && !projected;
-  const std::vector<at::Tensor> inputs{on_device(sample, true), on_device(timestep, false),
-                                       reads_states ? on_device(encoder_hidden_states, true) : at::Tensor(),
-                                       on_device(added.text_embeds, false), on_device(added.time_ids, false),
-                                       on_device(added.image_embeds, true)};
+  std::vector<at::Tensor> inputs{on_device(sample, true), on_device(timestep, false),
+                                 reads_states ? on_device(encoder_hidden_states, true) : at::Tensor(),
+                                 on_device(added.text_embeds, false), on_device(added.time_ids, false),
+                                 on_device(added.image_embeds, true)};
+  constexpr std::size_t kControlInputs = 6;  // a ControlNet's residuals follow the fixed inputs
+  if (control) {
+    for (const at::Tensor& residual : control->down) inputs.push_back(on_device(residual, true));
+    inputs.push_back(on_device(control->mid, true));
+  }
+  const std::size_t num_inputs = inputs.size();
+  const auto control_in = [num_inputs](const std::vector<at::Tensor>& in) {
+    UNetControlResiduals residuals;
+    if (num_inputs == kControlInputs) return residuals;
+    residuals.down.assign(in.begin() + kControlInputs, in.begin() + static_cast<std::ptrdiff_t>(num_inputs) - 1);
+    residuals.mid = in[num_inputs - 1];
+    return residuals;
+  };
   // Streamed weights change address block by block, so a captured graph could not replay them.
   if (streaming_active()) {
+    const UNetControlResiduals residuals = control_in(inputs);
     return forward_on_device(inputs[0], inputs[1], inputs[2], UNetAddedConditions{inputs[3], inputs[4], inputs[5]},
-                             projected);
+                             projected, control ? &residuals : nullptr);
   }
   // The projections change once per prompt: the graph's copy of them is refreshed only then.
   std::vector<CudaGraphCache::LastingInput> lasting;
   if (projected) lasting.push_back({projected->storage(), projected->generation()});
   return graphs_.run(
       inputs,
-      [this, projected](const std::vector<at::Tensor>& in) {
+      [this, projected, control, num_inputs, &control_in](const std::vector<at::Tensor>& in) {
         c10::NoGradGuard no_grad_in_capture;
         const UNetAddedConditions added_in{in[3], in[4], in[5]};
-        if (!projected) return forward_on_device(in[0], in[1], in[2], added_in, nullptr);
-        const EncoderKeyValues in_place = projected->over(in[6]);
-        return forward_on_device(in[0], in[1], in[2], added_in, &in_place);
+        const UNetControlResiduals residuals = control_in(in);
+        const UNetControlResiduals* control_now = control ? &residuals : nullptr;
+        if (!projected) return forward_on_device(in[0], in[1], in[2], added_in, nullptr, control_now);
+        const EncoderKeyValues in_place = projected->over(in[num_inputs]);
+        return forward_on_device(in[0], in[1], in[2], added_in, &in_place, control_now);
       },
       lasting);
 }
@@ -463,7 +550,8 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
 at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, const at::Tensor& timestep,
                                                    const at::Tensor& encoder_hidden_states,
                                                    const UNetAddedConditions& added,
-                                                   const EncoderKeyValues* projected) const {
+                                                   const EncoderKeyValues* projected,
+                                                   const UNetControlResiduals* control) const {
   const int64_t batch = sample_in.size(0);
   const bool needs_image_embeds = encoder_hid_proj_ || image_add_embedding_;
   at::Tensor sample = sample_in;
@@ -479,7 +567,12 @@ at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, 
   at::Tensor h = conv_in_.forward(in_engine_layout(sample));
   std::vector<at::Tensor> skips{h};
   for (const DownBlock2D& block : down_blocks_) h = block.forward(h, temb, context, &skips);
+  if (control) {
+    // Ref: diffusers UNet2DConditionModel.forward, is_controlnet.
+    for (std::size_t k = 0; k < skips.size(); ++k) skips[k] = skips[k] + control->down[k];
+  }
   h = mid_block_.forward(h, temb, context);
+  if (control) h = h + control->mid;
   for (std::size_t i = 0; i < up_blocks_.size(); ++i) {
     const UpBlock2D& block = up_blocks_[i];
     const bool is_final = i + 1 == up_blocks_.size();

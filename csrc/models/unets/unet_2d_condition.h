@@ -63,8 +63,9 @@ struct UNet2DConditionConfig {
   TimeEmbeddingNorm resnet_time_scale_shift = TimeEmbeddingNorm::kDefault;
   bool mid_block_only_cross_attention = false;
 
-  // Unsupported options raise ValueError naming the key and the file.
-  static UNet2DConditionConfig from_json(const io::JsonConfig& config);
+  // Unsupported options raise ValueError naming the key and the file. A ControlNetModel's config
+  // describes only the down half (no up_block_types): with_up_blocks false leaves them empty.
+  static UNet2DConditionConfig from_json(const io::JsonConfig& config, bool with_up_blocks = true);
   std::size_t num_blocks() const { return block_out_channels.size(); }
 };
 
@@ -74,6 +75,14 @@ struct UNetAddedConditions {
   at::Tensor text_embeds;   // [B, pooled_dim]
   at::Tensor time_ids;      // [B, n]: n * addition_time_embed_dim + pooled_dim = projection input
   at::Tensor image_embeds;  // [B, encoder_hid_dim]
+};
+
+// diffusers' down_block_additional_residuals / mid_block_additional_residual: a ControlNet's
+// outputs, added to the skip connections (in the order the down blocks make them, conv_in's
+// first) and to the mid block's output.
+struct UNetControlResiduals {
+  std::vector<at::Tensor> down;
+  at::Tensor mid;
 };
 
 class UNet2DConditionModel {
@@ -89,7 +98,8 @@ class UNet2DConditionModel {
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep,
                      const at::Tensor& encoder_hidden_states,
                      const UNetAddedConditions& added = UNetAddedConditions(),
-                     const EncoderKeyValues* projected = nullptr) const;
+                     const EncoderKeyValues* projected = nullptr,
+                     const UNetControlResiduals* control = nullptr) const;
 
   // The keys and values every cross-attention layer projects from the encoder states (for
   // encoder_hid_dim_type "image_proj", from added.image_embeds): the same at every step of one
@@ -122,10 +132,12 @@ class UNet2DConditionModel {
   void check_encoder_inputs(int64_t batch, const at::Tensor& encoder_hidden_states,
                             const UNetAddedConditions& added) const;
   void check_projections(const EncoderKeyValues& projected, int64_t batch) const;
+  // The residuals must match the skip connections this sample makes, one for one.
+  void check_control(const UNetControlResiduals& control, const at::Tensor& sample) const;
   // The forward proper, on inputs already on the model's device: the unit a CUDA graph captures.
   at::Tensor forward_on_device(const at::Tensor& sample, const at::Tensor& timestep,
                                const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added,
-                               const EncoderKeyValues* projected) const;
+                               const EncoderKeyValues* projected, const UNetControlResiduals* control) const;
   // What cross-attention attends to: the encoder states, or the image tokens that replace them.
   at::Tensor encoder_states_for(const at::Tensor& encoder_hidden_states, const at::Tensor& image_embeds) const;
   at::Tensor time_embedding_for(const at::Tensor& timestep, int64_t batch, at::ScalarType dtype) const;
@@ -147,5 +159,18 @@ class UNet2DConditionModel {
   // Captured graphs hold the weights' addresses: apply() starts a new cache when they move.
   ModelGraphs graphs_;
 };
+
+// The parts of UNet2DConditionModel.__init__ and forward that diffusers' ControlNetModel repeats
+// for its copy of the UNet's down half.
+UNetBlockConfig unet_block_base(const UNet2DConditionConfig& config);
+std::vector<DownBlock2D> load_unet_down_blocks(const WeightLoader& w, const UNet2DConditionConfig& config);
+MidBlock2D load_unet_mid_block(const WeightLoader& w, const UNet2DConditionConfig& config);
+// Ref: diffusers get_time_embed + time_embedding: [B, time_embed_dim].
+at::Tensor unet_time_embedding(const TimestepEmbedding& mlp, const UNet2DConditionConfig& config,
+                               const at::Tensor& timestep, int64_t batch, at::ScalarType dtype, c10::Device device);
+// Ref: diffusers get_aug_embed, "text_time" (SDXL): [B, time_embed_dim].
+at::Tensor unet_text_time_embedding(const TimestepEmbedding& add_embedding, const UNet2DConditionConfig& config,
+                                    const UNetAddedConditions& added, int64_t batch, at::ScalarType dtype,
+                                    c10::Device device);
 
 }  // namespace nd

@@ -73,7 +73,7 @@ std::pair<at::Tensor, at::Tensor> StableDiffusionPipeline::encode_prompt(
 }
 
 at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, StepTensors tensors,
-                                            const TimestepWindow& window) {
+                                            const TimestepWindow& window, const ControlNetGuidance* control) {
   // Ref: diffusers: guidance applies when guidance_scale > 1 (and the UNet has no time_cond_proj).
   const bool cfg = r.guidance_scale > 1.0;
   StepOptions step_options;
@@ -96,7 +96,12 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
       at::Tensor model_input = cfg ? at::cat({latents, latents}, 0) : latents;
       model_input = scheduler_->scale_model_input(model_input, t_host);
       const at::Tensor& prompt_embeds = tensors["prompt_embeds"];
-      at::Tensor noise_pred = unet_->forward(model_input, t, prompt_embeds, {}, projections.of(prompt_embeds, {}));
+      const std::optional<UNetControlResiduals> residuals =
+          control ? control->residuals(i, model_input, latents, t, t_host, prompt_embeds,
+                                       tensors.at(control->tensor_name()), *scheduler_)
+                  : std::nullopt;
+      at::Tensor noise_pred = unet_->forward(model_input, t, prompt_embeds, {}, projections.of(prompt_embeds, {}),
+                                             residuals ? &*residuals : nullptr);
       if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
       tensors["latents"] = scheduler_->step(noise_pred, t_host, latents, step_options).prev_sample;
       run_step_callback(r.callback_on_step_end, i, t, tensors);
@@ -124,13 +129,20 @@ std::vector<ModelCpuOffload::Component> StableDiffusionPipeline::offload_compone
 }
 
 at::Tensor StableDiffusionPipeline::run(const StableDiffusionRequest& r) {
-  c10::NoGradGuard no_grad;
-  const c10::Device device = execution_device();
-  const int64_t vsf = vae_->config().scale_factor();
+  // Ref: diffusers StableDiffusionPipeline.check_inputs (the ControlNet pipeline takes the control
+  // image's size instead, already a multiple of the VAE's scale factor).
   if (r.height % 8 != 0 || r.width % 8 != 0) {
     throw ValueError("`height` and `width` have to be divisible by 8 but are " + std::to_string(r.height) + " and " +
                      std::to_string(r.width) + ".");
   }
+  return generate(r, nullptr, nullptr);
+}
+
+at::Tensor StableDiffusionPipeline::generate(const StableDiffusionRequest& r, const ControlNetModel* controlnet,
+                                             const ControlNetRequest* control) {
+  c10::NoGradGuard no_grad;
+  const c10::Device device = execution_device();
+  const int64_t vsf = vae_->config().scale_factor();
   const bool cfg = r.guidance_scale > 1.0;
 
   // 3. Encode input prompt
@@ -156,7 +168,14 @@ at::Tensor StableDiffusionPipeline::run(const StableDiffusionRequest& r) {
   StepTensors tensors{{"latents", latents},
                       {"prompt_embeds", cfg ? at::cat({negative_prompt_embeds, prompt_embeds}, 0) : prompt_embeds}};
   if (cfg) tensors["negative_prompt_embeds"] = negative_prompt_embeds;
-  return denoise(r, std::move(tensors), TimestepWindow{scheduler_->timesteps(), num_steps});
+  const TimestepWindow window{scheduler_->timesteps(), num_steps};
+  std::optional<ControlNetGuidance> guidance;
+  if (controlnet) {
+    guidance.emplace(*controlnet, *control, batch_size, r.num_images_per_prompt, cfg, window.timesteps.size(0), device,
+                     "image");
+    tensors["image"] = guidance->image();
+  }
+  return denoise(r, std::move(tensors), window, guidance ? &*guidance : nullptr);
 }
 
 }  // namespace nd

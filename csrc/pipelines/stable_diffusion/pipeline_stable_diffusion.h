@@ -17,6 +17,7 @@
 #include "models/clip/modeling_clip.h"
 #include "models/unets/unet_2d_condition.h"
 #include "offload/model_offload.h"
+#include "pipelines/controlnet/controlnet_utils.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
@@ -29,7 +30,7 @@ struct StableDiffusionRequest {
   at::Tensor prompt_embeds;                  // optional [B, L, D]
   at::Tensor negative_prompt_embeds;         // optional [B, L, D]
   int64_t height = 512, width = 512;         // text-to-image
-  at::Tensor latents;                        // text-to-image: optional initial noise
+  at::Tensor latents;                        // optional: text-to-image noise; image-to-image: the start
   int64_t num_inference_steps = 50;
   std::vector<double> timesteps;  // custom schedule (schedulers that accept one)
   std::vector<double> sigmas;
@@ -65,8 +66,12 @@ class StableDiffusionPipeline : public ModelOffloadSupport {
   std::vector<ModelCpuOffload::Component> offload_components() const;
 
  protected:
-  // The loop both pipelines run over `window`, then the decode (or the latents).
-  at::Tensor denoise(const StableDiffusionRequest& r, StepTensors tensors, const TimestepWindow& window);
+  // Text-to-image, guided by `controlnet` when given (StableDiffusionControlNetPipeline).
+  at::Tensor generate(const StableDiffusionRequest& r, const ControlNetModel* controlnet,
+                      const ControlNetRequest* control);
+  // The loop every SD 1.x/2.x pipeline runs over `window`, then the decode (or the latents).
+  at::Tensor denoise(const StableDiffusionRequest& r, StepTensors tensors, const TimestepWindow& window,
+                     const ControlNetGuidance* control = nullptr);
   c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   // What the pipeline runs once the prompt is encoded: its text encoder's weights hand over to it.

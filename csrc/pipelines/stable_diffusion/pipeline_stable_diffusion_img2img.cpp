@@ -21,6 +21,12 @@ at::Tensor StableDiffusionImg2ImgPipeline::prepare_latents(const at::Tensor& ima
 }
 
 at::Tensor StableDiffusionImg2ImgPipeline::run(const StableDiffusionImg2ImgRequest& r) {
+  return generate(r, nullptr, nullptr);
+}
+
+at::Tensor StableDiffusionImg2ImgPipeline::generate(const StableDiffusionImg2ImgRequest& r,
+                                                    const ControlNetModel* controlnet,
+                                                    const ControlNetRequest* control) {
   c10::NoGradGuard no_grad;
   if (r.strength < 0 || r.strength > 1) {
     throw ValueError("The value of strength should in [0.0, 1.0] but is " + std::to_string(r.strength));
@@ -46,12 +52,22 @@ at::Tensor StableDiffusionImg2ImgPipeline::run(const StableDiffusionImg2ImgReque
 
   // 6. Prepare latent variables
   StepTensors tensors{
-      {"latents", prepare_latents(r.image, timesteps[0], batch_size, prompt_embeds.scalar_type(), r.generators)},
+      {"latents", r.latents.defined() ? r.latents.to(device)
+                                      : prepare_latents(r.image, timesteps[0], batch_size, prompt_embeds.scalar_type(),
+                                                        r.generators)},
       {"prompt_embeds", cfg ? at::cat({negative_prompt_embeds, prompt_embeds}, 0) : prompt_embeds}};
   if (cfg) tensors["negative_prompt_embeds"] = negative_prompt_embeds;
 
+  // 7.1 The ControlNet's conditioning image and the steps it guides
+  std::optional<ControlNetGuidance> guidance;
+  if (controlnet) {
+    guidance.emplace(*controlnet, *control, batch_size, r.num_images_per_prompt, cfg, timesteps.size(0), device,
+                     "control_image");
+    tensors["control_image"] = guidance->image();
+  }
+
   // 8. Denoising loop, then the decode
-  return denoise(r, std::move(tensors), window);
+  return denoise(r, std::move(tensors), window, guidance ? &*guidance : nullptr);
 }
 
 }  // namespace nd

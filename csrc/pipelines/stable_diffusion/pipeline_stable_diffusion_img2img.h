@@ -21,6 +21,11 @@ class StableDiffusionImg2ImgPipeline : public StableDiffusionPipeline {
   // Returns latents (output_latents) or the decoded images in [-1, 1] ([B, 3, H, W]).
   at::Tensor run(const StableDiffusionImg2ImgRequest& request);
 
+ protected:
+  // Image-to-image, guided by `controlnet` when given (StableDiffusionControlNetImg2ImgPipeline).
+  at::Tensor generate(const StableDiffusionImg2ImgRequest& r, const ControlNetModel* controlnet,
+                      const ControlNetRequest* control);
+
  private:
   // The init image's encode runs between the prompt and the UNet.
   std::string component_after_prompt() const override { return "vae"; }

@@ -6,5 +6,6 @@ from .clip import (
     CLIPTokenizer,
     CLIPVisionModelWithProjection,
 )
+from .controlnets import ControlNetModel
 from .unets import UNet2DConditionModel
 from .transformers import PriorTransformer

@@ -1,3 +1,4 @@
+from .controlnet import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
 from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForText2Image
 from .kandinsky2_2 import (
     KandinskyPriorPipelineOutput,
@@ -17,6 +18,8 @@ from .stable_diffusion_xl import (
 PIPELINE_CLASSES = {
     "KandinskyV22Img2ImgCombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
     "KandinskyV22Img2ImgPipeline": KandinskyV22Img2ImgPipeline,
+    "StableDiffusionControlNetImg2ImgPipeline": StableDiffusionControlNetImg2ImgPipeline,
+    "StableDiffusionControlNetPipeline": StableDiffusionControlNetPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
     "StableDiffusionPipeline": StableDiffusionPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,

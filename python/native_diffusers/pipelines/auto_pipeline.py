@@ -5,6 +5,7 @@ import os
 
 from ..configuration_utils import read_config_file
 from ..utils.hub_utils import resolve_model_path
+from .controlnet import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
 from .kandinsky2_2 import KandinskyV22Img2ImgCombinedPipeline
 from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from .stable_diffusion_xl import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
@@ -29,10 +30,25 @@ _TEXT2IMAGE_BY_CLASS_NAME = {
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLPipeline,
 }
+# Ref: diffusers AutoPipeline.from_pretrained/from_pipe: a `controlnet` argument (or a ControlNet
+# source pipeline) selects the family's "stable-diffusion-controlnet" pipeline for the task.
+_CONTROLNET_FAMILIES = {
+    "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionControlNetPipeline",
+    "StableDiffusionControlNetImg2ImgPipeline",
+}
+_IMAGE2IMAGE_BY_CLASS_NAME.update({
+    "StableDiffusionControlNetPipeline": StableDiffusionImg2ImgPipeline,
+    "StableDiffusionControlNetImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
+})
+_TEXT2IMAGE_BY_CLASS_NAME.update({
+    "StableDiffusionControlNetPipeline": StableDiffusionPipeline,
+    "StableDiffusionControlNetImg2ImgPipeline": StableDiffusionPipeline,
+})
 
 
 class _AutoPipeline:
     _mapping: dict = {}
+    _controlnet_pipeline = None
 
     def __init__(self, *args, **kwargs):
         raise EnvironmentError(
@@ -52,7 +68,20 @@ class _AutoPipeline:
                 f"AutoPipeline can't find a pipeline linked to {name} for None (model_index.json in {folder}); "
                 f"native_diffusers' {cls.__name__} supports {sorted(cls._mapping)}."
             )
-        return cls._mapping[name].from_pretrained(pretrained_model_or_path, **kwargs)
+        if "controlnet" in kwargs and kwargs["controlnet"] is None:
+            kwargs.pop("controlnet")
+        target = cls._target(name, "controlnet" in kwargs)
+        return target.from_pretrained(pretrained_model_or_path, **kwargs)
+
+    @classmethod
+    def _target(cls, name: str, with_controlnet: bool):
+        if not with_controlnet:
+            return cls._mapping[name]
+        if name not in _CONTROLNET_FAMILIES:
+            raise ValueError(
+                f"AutoPipeline can't find a pipeline linked to {name} with a ControlNet in native_diffusers"
+            )
+        return cls._controlnet_pipeline
 
     @classmethod
     def from_pipe(cls, pipeline, **kwargs):
@@ -61,7 +90,10 @@ class _AutoPipeline:
         name = type(pipeline).__name__
         if name not in cls._mapping:
             raise ValueError(f"AutoPipeline can't find a pipeline linked to {name} for None")
-        target = cls._mapping[name]
+        with_controlnet = kwargs.get("controlnet", getattr(pipeline, "controlnet", None)) is not None
+        if "controlnet" in kwargs and kwargs["controlnet"] is None:
+            kwargs.pop("controlnet")
+        target = cls._target(name, with_controlnet)
         components = {k: v for k, v in pipeline.components.items() if k in target._expected_components()}
         components.update({k: kwargs.pop(k) for k in list(kwargs) if k in target._expected_components()})
         options = {k: v for k, v in pipeline.config.items()
@@ -76,7 +108,9 @@ class _AutoPipeline:
 
 class AutoPipelineForImage2Image(_AutoPipeline):
     _mapping = _IMAGE2IMAGE_BY_CLASS_NAME
+    _controlnet_pipeline = StableDiffusionControlNetImg2ImgPipeline
 
 
 class AutoPipelineForText2Image(_AutoPipeline):
     _mapping = _TEXT2IMAGE_BY_CLASS_NAME
+    _controlnet_pipeline = StableDiffusionControlNetPipeline

@@ -21,7 +21,7 @@ def _component_classes() -> Dict[str, Any]:
     classes = {name: getattr(models, name) for name in ("CLIPTextModel", "CLIPTextModelWithProjection",
                                                         "CLIPTokenizer", "UNet2DConditionModel", "AutoencoderKL",
                                                         "CLIPVisionModelWithProjection", "CLIPImageProcessor",
-                                                        "PriorTransformer")}
+                                                        "PriorTransformer", "ControlNetModel")}
     classes["CLIPImageProcessorPil"] = models.CLIPImageProcessor  # transformers 5 without torchvision
     classes["CLIPTokenizerFast"] = models.CLIPTokenizer  # the same tokenizer, as transformers v5 has it
     classes["VQModel"] = models.VQModel

@@ -57,3 +57,8 @@ class CLIPVisionModelOutput(BaseOutput):
     last_hidden_state: Any
     hidden_states: Any
     attentions: Any
+
+
+class ControlNetOutput(BaseOutput):
+    down_block_res_samples: Any
+    mid_block_res_sample: Any

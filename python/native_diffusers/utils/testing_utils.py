@@ -222,3 +222,32 @@ def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Opti
         f.write(f"---\nlicense: apache-2.0\nprior:\n- {prior_path}\ntags:\n- text-to-image\n- kandinsky\n---\n\n"
                 "A random-weight Kandinsky 2.2 decoder for tests.\n")
     return decoder_path
+
+
+def make_tiny_controlnet(folder: str, seed: int = 1, zero_convs_random: bool = True, fp16_variant: bool = False,
+                         **config) -> str:
+    """A ControlNet shaped like ``make_tiny_sd_checkpoint``'s UNet (its down half), saved by diffusers.
+    Its conditioning embedding halves the image once, matching that checkpoint's two-block VAE.
+    diffusers initialises the output convolutions to zero (so a fresh ControlNet changes nothing);
+    ``zero_convs_random`` gives them random weights, as a trained ControlNet has."""
+    import diffusers
+
+    torch.manual_seed(seed)
+    options = dict(
+        block_out_channels=(32, 64, 64, 64), layers_per_block=2, in_channels=4, cross_attention_dim=32,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), attention_head_dim=8,
+        conditioning_embedding_out_channels=(16, 32),
+    )
+    options.update(config)
+    controlnet = diffusers.ControlNetModel(**options)
+    if zero_convs_random:
+        with torch.no_grad():
+            for name, parameter in controlnet.named_parameters():
+                if name.startswith(("controlnet_down_blocks", "controlnet_mid_block",
+                                    "controlnet_cond_embedding.conv_out")):
+                    parameter.normal_(0.0, 0.1)
+    path = os.path.join(folder, "tiny-controlnet")
+    controlnet.save_pretrained(path)
+    if fp16_variant:
+        controlnet.to(torch.float16).save_pretrained(path, variant="fp16")
+    return path

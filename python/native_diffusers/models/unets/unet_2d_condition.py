@@ -16,7 +16,7 @@ _LIVE_UNETS = weakref.WeakValueDictionary()
 
 @torch.library.register_fake("native_diffusers::unet_forward")
 def _unet_forward_fake(handle, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None,
-                       image_embeds=None):
+                       image_embeds=None, down_block_additional_residuals=None, mid_block_additional_residual=None):
     unet = _LIVE_UNETS[handle]
     batch, _, height, width = sample.shape
     return sample.new_empty((batch, unet.config.get("out_channels", 4), height, width), dtype=unet.dtype)
@@ -62,8 +62,6 @@ class UNet2DConditionModel(NativeModelMixin, FusedProjectionsMixin):
             "class_labels": class_labels,
             "timestep_cond": timestep_cond,
             "attention_mask": attention_mask,
-            "down_block_additional_residuals": down_block_additional_residuals,
-            "mid_block_additional_residual": mid_block_additional_residual,
             "down_intrablock_additional_residuals": down_intrablock_additional_residuals,
             "encoder_attention_mask": encoder_attention_mask,
         }
@@ -89,12 +87,22 @@ class UNet2DConditionModel(NativeModelMixin, FusedProjectionsMixin):
                 raise TypeError(f"added_cond_kwargs[{name!r}] must be a torch.Tensor, got {type(value).__name__}")
         args = (sample, timestep, encoder_hidden_states, added_cond_kwargs.get("text_embeds"),
                 added_cond_kwargs.get("time_ids"), added_cond_kwargs.get("image_embeds"))
+        if (down_block_additional_residuals is None) != (mid_block_additional_residual is None):
+            # diffusers reads down residuals alone as a T2I-Adapter's (is_adapter), a path not built here.
+            raise NotImplementedError(
+                "down_block_additional_residuals and mid_block_additional_residual (a ControlNet's outputs) must be "
+                "passed together; T2I-Adapter residuals are not supported yet by the native UNet2DConditionModel"
+            )
+        residuals = {}
+        if down_block_additional_residuals is not None:
+            residuals = {"down_block_additional_residuals": list(down_block_additional_residuals),
+                         "mid_block_additional_residual": mid_block_additional_residual}
         if torch.compiler.is_compiling():
             # Under torch.compile: the opaque op (errors surface as RuntimeError through the dispatcher).
-            out = torch.ops.native_diffusers.unet_forward(self._handle, *args)
+            out = torch.ops.native_diffusers.unet_forward(self._handle, *args, **residuals)
         else:
             # Eager: straight into the engine, so its errors keep their Python types (ValueError...).
-            out = self._engine.forward(*args)
+            out = self._engine.forward(*args, **residuals)
         if not return_dict:
             return (out,)
         return UNet2DConditionOutput(sample=out)

@@ -1,0 +1,34 @@
+// Mirrors diffusers StableDiffusionControlNetImg2ImgPipeline
+// (pipelines/controlnet/pipeline_controlnet_img2img.py): SD 1.x/2.x image-to-image with one
+// ControlNet guiding the UNet at every step, inside the engine's denoising loop. Python checks the
+// arguments and preprocesses both images.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "pipelines/controlnet/pipeline_controlnet.h"
+#include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
+
+namespace nd {
+
+struct StableDiffusionControlNetImg2ImgRequest : StableDiffusionImg2ImgRequest, ControlNetRequest {};
+
+class StableDiffusionControlNetImg2ImgPipeline : public StableDiffusionImg2ImgPipeline {
+ public:
+  StableDiffusionControlNetImg2ImgPipeline(std::shared_ptr<CLIPTokenizer> tokenizer,
+                                           std::shared_ptr<CLIPTextModel> text_encoder,
+                                           std::shared_ptr<UNet2DConditionModel> unet,
+                                           std::shared_ptr<ControlNetModel> controlnet,
+                                           std::shared_ptr<AutoencoderKL> vae, std::shared_ptr<Scheduler> scheduler);
+
+  // Returns latents (output_latents) or the decoded images in [-1, 1].
+  at::Tensor run(const StableDiffusionControlNetImg2ImgRequest& request);
+  // Ref: diffusers model_cpu_offload_seq = "text_encoder->unet->vae", the ControlNet with the UNet.
+  std::vector<ModelCpuOffload::Component> offload_components() const;
+
+ private:
+  std::shared_ptr<ControlNetModel> controlnet_;
+};
+
+}  // namespace nd

@@ -1,0 +1,1 @@
+from .controlnet import ControlNetModel

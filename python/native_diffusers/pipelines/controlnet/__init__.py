@@ -1,0 +1,2 @@
+from .pipeline_controlnet import StableDiffusionControlNetPipeline
+from .pipeline_controlnet_img2img import StableDiffusionControlNetImg2ImgPipeline
