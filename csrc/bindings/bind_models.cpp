@@ -117,8 +117,9 @@ void bind_unet(py::module_& m) {
          std::optional<at::Tensor> encoder_hidden_states, std::optional<at::Tensor> text_embeds,
          std::optional<at::Tensor> time_ids, std::optional<at::Tensor> image_embeds, const EncoderKeyValues* projected,
          std::optional<std::vector<at::Tensor>> down_block_additional_residuals,
-         std::optional<at::Tensor> mid_block_additional_residual) {
-        const UNetAddedConditions added = added_conditions(text_embeds, time_ids, image_embeds);
+         std::optional<at::Tensor> mid_block_additional_residual, std::optional<at::Tensor> class_labels) {
+        UNetAddedConditions added = added_conditions(text_embeds, time_ids, image_embeds);
+        if (class_labels) added.class_labels = *class_labels;
         const bool controlled = down_block_additional_residuals.has_value();
         if (controlled != mid_block_additional_residual.has_value()) {
           throw ValueError("down_block_additional_residuals and mid_block_additional_residual (a ControlNet's "
@@ -133,7 +134,7 @@ void bind_unet(py::module_& m) {
       py::arg("sample"), py::arg("timestep"), py::arg("encoder_hidden_states"),
       py::arg("text_embeds") = py::none(), py::arg("time_ids") = py::none(), py::arg("image_embeds") = py::none(),
       py::arg("projected") = py::none(), py::arg("down_block_additional_residuals") = py::none(),
-      py::arg("mid_block_additional_residual") = py::none());
+      py::arg("mid_block_additional_residual") = py::none(), py::arg("class_labels") = py::none());
   cls.def(
       "project_encoder_states",
       [](const UNet2DConditionModel& self, std::optional<at::Tensor> encoder_hidden_states,

@@ -10,6 +10,7 @@
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_img2img.h"
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
+#include "pipelines/stable_diffusion/pipeline_stable_diffusion_upscale.h"
 #include "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.h"
 
 namespace py = pybind11;
@@ -216,6 +217,20 @@ void bind_stable_diffusion(py::module_& m) {
            py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("vae"), py::arg("scheduler"))
       .def("run", &StableDiffusionImg2ImgPipeline::run, py::arg("request"),
            py::call_guard<py::gil_scoped_release>());
+
+  py::class_<StableDiffusionUpscaleRequest, StableDiffusionRequest> upscale_request(m, "StableDiffusionUpscaleRequest");
+  upscale_request.def(py::init<>())
+      .def_readwrite("image", &StableDiffusionUpscaleRequest::image)
+      .def_readwrite("noise_level", &StableDiffusionUpscaleRequest::noise_level);
+  py::class_<StableDiffusionUpscalePipeline, std::shared_ptr<StableDiffusionUpscalePipeline>> upscale(
+      m, "StableDiffusionUpscalePipeline");
+  def_model_cpu_offload(upscale)
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
+                    std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<AutoencoderKL>, std::shared_ptr<Scheduler>,
+                    std::shared_ptr<Scheduler>>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("vae"), py::arg("low_res_scheduler"),
+           py::arg("scheduler"))
+      .def("run", &StableDiffusionUpscalePipeline::run, py::arg("request"), py::call_guard<py::gil_scoped_release>());
 }
 
 // The ControlNet arguments of diffusers' ControlNet pipelines.

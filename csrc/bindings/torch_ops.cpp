@@ -3,7 +3,7 @@
 // model entry point; a model is named by a handle from its registry. Schemas:
 //   unet_forward: UNet2DConditionModel.forward (sample, timestep, encoder_hidden_states (None for
 //                 Kandinsky 2.2), SDXL's text_embeds/time_ids, Kandinsky 2.2's image_embeds, a
-//                 ControlNet's down/mid residuals) -> noise prediction.
+//                 ControlNet's down/mid residuals, class labels) -> noise prediction.
 #include <pybind11/pybind11.h>
 #include <torch/library.h>
 
@@ -57,8 +57,10 @@ at::Tensor unet_forward(int64_t handle, const at::Tensor& sample, const at::Tens
                         const std::optional<at::Tensor>& text_embeds, const std::optional<at::Tensor>& time_ids,
                         const std::optional<at::Tensor>& image_embeds,
                         const std::optional<std::vector<at::Tensor>>& down_block_additional_residuals,
-                        const std::optional<at::Tensor>& mid_block_additional_residual) {
+                        const std::optional<at::Tensor>& mid_block_additional_residual,
+                        const std::optional<at::Tensor>& class_labels) {
   UNetAddedConditions added;
+  if (class_labels) added.class_labels = *class_labels;
   if (text_embeds) added.text_embeds = *text_embeds;
   if (time_ids) added.time_ids = *time_ids;
   if (image_embeds) added.image_embeds = *image_embeds;
@@ -86,7 +88,8 @@ TORCH_LIBRARY(native_diffusers, m) {
   m.def(
       "unet_forward(int handle, Tensor sample, Tensor timestep, Tensor? encoder_hidden_states, "
       "Tensor? text_embeds=None, Tensor? time_ids=None, Tensor? image_embeds=None, "
-      "Tensor[]? down_block_additional_residuals=None, Tensor? mid_block_additional_residual=None) -> Tensor");
+      "Tensor[]? down_block_additional_residuals=None, Tensor? mid_block_additional_residual=None, "
+      "Tensor? class_labels=None) -> Tensor");
 }
 
 // One implementation for every device: the engine dispatches on the tensors' device itself.

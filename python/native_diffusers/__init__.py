@@ -35,6 +35,7 @@ from .pipelines import (
     StableDiffusionControlNetPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
+    StableDiffusionUpscalePipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "StableDiffusionControlNetPipeline",
     "StableDiffusionImg2ImgPipeline",
     "StableDiffusionPipeline",
+    "StableDiffusionUpscalePipeline",
     "StableDiffusionXLImg2ImgPipeline",
     "StableDiffusionXLPipeline",
     "UNet2DConditionModel",

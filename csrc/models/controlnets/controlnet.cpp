@@ -15,6 +15,7 @@ ControlNetConfig ControlNetConfig::from_json(const io::JsonConfig& json) {
     json.fail("encoder_hid_dim_type", "unsupported value \"" + c.unet.encoder_hid_dim_type + "\"");
   }
   if (c.unet.addition_embed_type == "image") json.fail("addition_embed_type", "unsupported value \"image\"");
+  if (c.unet.num_class_embeds > 0) json.fail("num_class_embeds", "unsupported for a ControlNetModel");
   if (c.unet.mid_block_type != "UNetMidBlock2DCrossAttn") {
     json.fail("mid_block_type", "unsupported value \"" + c.unet.mid_block_type + "\"");
   }

@@ -13,8 +13,7 @@ namespace {
 // Options of diffusers' UNet2DConditionModel that this engine does not implement yet: present
 // with a non-default value, they must fail loudly rather than load a different network.
 void reject_unsupported(const io::JsonConfig& json) {
-  const char* must_be_null[] = {"class_embed_type",
-                                "num_class_embeds",     "time_cond_proj_dim",
+  const char* must_be_null[] = {"class_embed_type",     "time_cond_proj_dim",
                                 "time_embedding_dim",   "time_embedding_act_fn",
                                 "timestep_post_act",    "cross_attention_norm",
                                 "reverse_transformer_layers_per_block",
@@ -144,6 +143,10 @@ UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& jso
     for (int64_t dim : c.cross_attention_dim) {
       if (dim != c.cross_attention_dim[0]) json.fail("cross_attention_dim", "must be one value with encoder_hid_dim_type \"image_proj\"");
     }
+  }
+  if (json.has_value("num_class_embeds")) {
+    c.num_class_embeds = json.get_int("num_class_embeds");
+    if (c.num_class_embeds <= 0) json.fail("num_class_embeds", "must be a positive integer or null");
   }
   c.addition_embed_type = json.get_string("addition_embed_type", "");
   if (c.addition_embed_type == "image") {
@@ -285,6 +288,10 @@ UNet2DConditionModel UNet2DConditionModel::load(const UNet2DConditionConfig& c,
   if (c.encoder_hid_dim_type == "image_proj") {
     m.encoder_hid_proj_ = ImageProjection::load(w.child("encoder_hid_proj"), c.encoder_hid_dim, c.cross_attention_dim[0]);
   }
+  if (c.num_class_embeds > 0) {
+    // Ref: diffusers _set_class_proj: class_embed_type None with num_class_embeds.
+    m.class_embedding_ = Embedding::load(w.child("class_embedding"), c.num_class_embeds, time_embed_dim);
+  }
   if (c.addition_embed_type == "text_time") {
     // Ref: diffusers _set_add_embedding: TimestepEmbedding(projection_class_embeddings_input_dim,
     // time_embed_dim) with its default SiLU, whatever act_fn says.
@@ -351,6 +358,19 @@ void UNet2DConditionModel::check_inputs(const at::Tensor& sample_in, const at::T
   }
   const int64_t batch = sample_in.size(0);
   check_encoder_inputs(batch, encoder_hidden_states, added);
+  if (class_embedding_) {
+    const at::Tensor& labels = added.class_labels;
+    if (!labels.defined()) throw ValueError("class_labels should be provided when num_class_embeds > 0");
+    if (labels.dim() > 1 || (labels.numel() != batch && labels.numel() != 1) || at::isFloatingType(labels.scalar_type())) {
+      throw ValueError("class_labels must be integers of shape [" + std::to_string(batch) + "], got " +
+                       c10::str(labels.sizes()) + " " + c10::toString(labels.scalar_type()));
+    }
+    // Checked where it costs no device sync: labels from the host.
+    if (labels.device().is_cpu() && labels.numel() > 0 &&
+        (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= config_.num_class_embeds)) {
+      throw ValueError("class_labels must lie in [0, " + std::to_string(config_.num_class_embeds) + ")");
+    }
+  }
   if (!timestep.defined() || timestep.dim() > 1 || (timestep.dim() == 1 && timestep.size(0) != batch && timestep.size(0) != 1)) {
     throw ValueError("timestep must be a scalar or have shape [" + std::to_string(batch) + "]");
   }
@@ -510,8 +530,8 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
   std::vector<at::Tensor> inputs{on_device(sample, true), on_device(timestep, false),
                                  reads_states ? on_device(encoder_hidden_states, true) : at::Tensor(),
                                  on_device(added.text_embeds, false), on_device(added.time_ids, false),
-                                 on_device(added.image_embeds, true)};
-  constexpr std::size_t kControlInputs = 6;  // a ControlNet's residuals follow the fixed inputs
+                                 on_device(added.image_embeds, true), on_device(added.class_labels, false)};
+  constexpr std::size_t kControlInputs = 7;  // a ControlNet's residuals follow the fixed inputs
   if (control) {
     for (const at::Tensor& residual : control->down) inputs.push_back(on_device(residual, true));
     inputs.push_back(on_device(control->mid, true));
@@ -527,8 +547,9 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
   // Streamed weights change address block by block, so a captured graph could not replay them.
   if (streaming_active()) {
     const UNetControlResiduals residuals = control_in(inputs);
-    return forward_on_device(inputs[0], inputs[1], inputs[2], UNetAddedConditions{inputs[3], inputs[4], inputs[5]},
-                             projected, control ? &residuals : nullptr);
+    return forward_on_device(inputs[0], inputs[1], inputs[2],
+                             UNetAddedConditions{inputs[3], inputs[4], inputs[5], inputs[6]}, projected,
+                             control ? &residuals : nullptr);
   }
   // The projections change once per prompt: the graph's copy of them is refreshed only then.
   std::vector<CudaGraphCache::LastingInput> lasting;
@@ -537,7 +558,7 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
       inputs,
       [this, projected, control, num_inputs, &control_in](const std::vector<at::Tensor>& in) {
         c10::NoGradGuard no_grad_in_capture;
-        const UNetAddedConditions added_in{in[3], in[4], in[5]};
+        const UNetAddedConditions added_in{in[3], in[4], in[5], in[6]};
         const UNetControlResiduals residuals = control_in(in);
         const UNetControlResiduals* control_now = control ? &residuals : nullptr;
         if (!projected) return forward_on_device(in[0], in[1], in[2], added_in, nullptr, control_now);
@@ -557,6 +578,8 @@ at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, 
   at::Tensor sample = sample_in;
   if (config_.center_input_sample) sample = 2 * sample - 1.0;
   at::Tensor temb = time_embedding_for(timestep, batch, dtype());
+  // Ref: diffusers get_class_embed, then emb + class_emb before the addition embedding.
+  if (class_embedding_) temb = temb + class_embedding_->forward(added.class_labels).to(dtype());
   if (add_embedding_) temb = temb + addition_embedding_for(added, batch);
   const at::Tensor image_embeds = needs_image_embeds ? added.image_embeds : at::Tensor();
   // Ref: diffusers get_aug_embed, addition_embed_type == "image" (Kandinsky 2.2).
@@ -601,6 +624,7 @@ void UNet2DConditionModel::visit_parameters(const ParameterFn& fn) {
   if (add_embedding_) add_embedding_->apply(fn);
   if (image_add_embedding_) image_add_embedding_->apply(fn);
   if (encoder_hid_proj_) encoder_hid_proj_->apply(fn);
+  if (class_embedding_) class_embedding_->apply(fn);
   for (auto& b : down_blocks_) b.apply(fn);
   mid_block_.apply(fn);
   for (auto& b : up_blocks_) b.apply(fn);

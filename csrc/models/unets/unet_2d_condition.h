@@ -61,6 +61,9 @@ struct UNet2DConditionConfig {
   int64_t encoder_hid_dim = 0;
   std::string encoder_hid_dim_type;
   TimeEmbeddingNorm resnet_time_scale_shift = TimeEmbeddingNorm::kDefault;
+  // num_class_embeds (with class_embed_type None): an nn.Embedding of class labels added to the time
+  // embedding (the x4 upscaler's noise level). 0: none.
+  int64_t num_class_embeds = 0;
   bool mid_block_only_cross_attention = false;
 
   // Unsupported options raise ValueError naming the key and the file. A ControlNetModel's config
@@ -75,6 +78,7 @@ struct UNetAddedConditions {
   at::Tensor text_embeds;   // [B, pooled_dim]
   at::Tensor time_ids;      // [B, n]: n * addition_time_embed_dim + pooled_dim = projection input
   at::Tensor image_embeds;  // [B, encoder_hid_dim]
+  at::Tensor class_labels;  // [B] or [1] integers, for num_class_embeds (diffusers' forward argument)
 };
 
 // diffusers' down_block_additional_residuals / mid_block_additional_residual: a ControlNet's
@@ -149,6 +153,7 @@ class UNet2DConditionModel {
   std::optional<TimestepEmbedding> add_embedding_;
   std::optional<ImageTimeEmbedding> image_add_embedding_;  // checkpoint key "add_embedding"
   std::optional<ImageProjection> encoder_hid_proj_;
+  std::optional<Embedding> class_embedding_;
   std::vector<DownBlock2D> down_blocks_;
   MidBlock2D mid_block_;
   std::vector<UpBlock2D> up_blocks_;

@@ -73,7 +73,7 @@ std::pair<at::Tensor, at::Tensor> StableDiffusionPipeline::encode_prompt(
 }
 
 at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, StepTensors tensors,
-                                            const TimestepWindow& window, const ControlNetGuidance* control) {
+                                            const TimestepWindow& window, const LoopConditioning& conditioning) {
   // Ref: diffusers: guidance applies when guidance_scale > 1 (and the UNet has no time_cond_proj).
   const bool cfg = r.guidance_scale > 1.0;
   StepOptions step_options;
@@ -96,11 +96,15 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
       at::Tensor model_input = cfg ? at::cat({latents, latents}, 0) : latents;
       model_input = scheduler_->scale_model_input(model_input, t_host);
       const at::Tensor& prompt_embeds = tensors["prompt_embeds"];
+      const ControlNetGuidance* control = conditioning.control;
       const std::optional<UNetControlResiduals> residuals =
           control ? control->residuals(i, model_input, latents, t, t_host, prompt_embeds,
                                        tensors.at(control->tensor_name()), *scheduler_)
                   : std::nullopt;
-      at::Tensor noise_pred = unet_->forward(model_input, t, prompt_embeds, {}, projections.of(prompt_embeds, {}),
+      if (conditioning.image.defined()) model_input = at::cat({model_input, conditioning.image}, 1);
+      UNetAddedConditions added;
+      added.class_labels = conditioning.class_labels;
+      at::Tensor noise_pred = unet_->forward(model_input, t, prompt_embeds, added, projections.of(prompt_embeds, {}),
                                              residuals ? &*residuals : nullptr);
       if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
       tensors["latents"] = scheduler_->step(noise_pred, t_host, latents, step_options).prev_sample;
@@ -113,9 +117,9 @@ at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, Ste
     free_components();
     return tensors["latents"];
   }
-  // Decode: latents / scaling_factor through the VAE (no upcast in the SD 1.x/2.x pipelines).
+  // Decode: latents / scaling_factor through the VAE (upcast only for the x4 upscaler, as diffusers).
   use_component("vae");
-  at::Tensor image = decode_latents(*vae_, tensors["latents"], /*force_upcast=*/false);
+  at::Tensor image = decode_latents(*vae_, tensors["latents"], conditioning.upcast_vae);
   free_components();
   return image;
 }
@@ -175,7 +179,9 @@ at::Tensor StableDiffusionPipeline::generate(const StableDiffusionRequest& r, co
                      "image");
     tensors["image"] = guidance->image();
   }
-  return denoise(r, std::move(tensors), window, guidance ? &*guidance : nullptr);
+  LoopConditioning conditioning;
+  conditioning.control = guidance ? &*guidance : nullptr;
+  return denoise(r, std::move(tensors), window, conditioning);
 }
 
 }  // namespace nd

@@ -45,6 +45,16 @@ struct StableDiffusionRequest {
   StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, negative_prompt_embeds
 };
 
+// What some SD 1.x/2.x pipelines add to every UNet call of the shared loop, and to its decode.
+struct LoopConditioning {
+  const ControlNetGuidance* control = nullptr;  // the ControlNet pipelines
+  // The x4 upscaler: its noised low-resolution image, appended to the scaled model input's channels,
+  // and its noise level, the UNet's class labels; the decode upcasts a float16 VAE with force_upcast.
+  at::Tensor image;
+  at::Tensor class_labels;
+  bool upcast_vae = false;
+};
+
 class StableDiffusionPipeline : public ModelOffloadSupport {
  public:
   StableDiffusionPipeline(std::shared_ptr<CLIPTokenizer> tokenizer, std::shared_ptr<CLIPTextModel> text_encoder,
@@ -71,7 +81,7 @@ class StableDiffusionPipeline : public ModelOffloadSupport {
                       const ControlNetRequest* control);
   // The loop every SD 1.x/2.x pipeline runs over `window`, then the decode (or the latents).
   at::Tensor denoise(const StableDiffusionRequest& r, StepTensors tensors, const TimestepWindow& window,
-                     const ControlNetGuidance* control = nullptr);
+                     const LoopConditioning& conditioning = LoopConditioning());
   c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   // What the pipeline runs once the prompt is encoded: its text encoder's weights hand over to it.

@@ -67,7 +67,9 @@ at::Tensor StableDiffusionImg2ImgPipeline::generate(const StableDiffusionImg2Img
   }
 
   // 8. Denoising loop, then the decode
-  return denoise(r, std::move(tensors), window, guidance ? &*guidance : nullptr);
+  LoopConditioning conditioning;
+  conditioning.control = guidance ? &*guidance : nullptr;
+  return denoise(r, std::move(tensors), window, conditioning);
 }
 
 }  // namespace nd

@@ -7,7 +7,7 @@ from .kandinsky2_2 import (
     KandinskyV22PriorPipeline,
 )
 from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
-from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionUpscalePipeline
 from .stable_diffusion_xl import (
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
@@ -22,6 +22,7 @@ PIPELINE_CLASSES = {
     "StableDiffusionControlNetPipeline": StableDiffusionControlNetPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
     "StableDiffusionPipeline": StableDiffusionPipeline,
+    "StableDiffusionUpscalePipeline": StableDiffusionUpscalePipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLImg2ImgPipeline,
     "KandinskyV22PriorPipeline": KandinskyV22PriorPipeline,

@@ -33,7 +33,7 @@ def _component_classes() -> Dict[str, Any]:
 # Components that diffusers' checkpoints carry but that do not change the image of a
 # generation: they load as None, with a note (the safety checker only blanks flagged images).
 # Only for pipelines that do not use them: a class listing one in _used_components loads it.
-_SKIPPED_COMPONENTS = {"safety_checker", "feature_extractor", "image_encoder"}
+_SKIPPED_COMPONENTS = {"safety_checker", "feature_extractor", "image_encoder", "watermarker"}
 
 
 _WARNED = set()

@@ -10,6 +10,20 @@ import torch
 from .clip_vocab import write_clip_vocabulary
 
 
+def _tiny_clip_text_encoder(folder: str, bpe_path: Optional[str]):
+    """A 3-layer, 32-wide CLIP text encoder (random weights from torch's current seed) and the real
+    CLIP tokenizer."""
+    import transformers
+
+    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=3, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ))
+    tokenizer_src = os.path.join(folder, "_tokenizer_src")
+    write_clip_vocabulary(tokenizer_src, bpe_path)
+    return text_encoder, transformers.CLIPTokenizer.from_pretrained(tokenizer_src)
+
+
 def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] = None,
                             fp16_variant: bool = False) -> str:
     """A Stable Diffusion 1.5-shaped checkpoint, only narrow: four UNet blocks with cross-attention
@@ -19,7 +33,7 @@ def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] 
     ``fp16_variant`` adds ``*.fp16.safetensors`` files beside the float32 ones, as the hub has them."""
     try:
         import diffusers
-        import transformers
+        import transformers  # noqa: F401  (the text encoder needs it: fail here, with the hint)
     except ImportError as e:  # pragma: no cover - scripts/setup.sh installs both
         raise ImportError(
             "making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)"
@@ -35,13 +49,7 @@ def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] 
         block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
         down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
     )
-    text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
-        vocab_size=49408, hidden_size=32, intermediate_size=37, num_hidden_layers=3, num_attention_heads=4,
-        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-    ))
-    tokenizer_src = os.path.join(folder, "_tokenizer_src")
-    write_clip_vocabulary(tokenizer_src, bpe_path)
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(tokenizer_src)
+    text_encoder, tokenizer = _tiny_clip_text_encoder(folder, bpe_path)
     scheduler = diffusers.PNDMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1,
         set_alpha_to_one=False, num_train_timesteps=1000,
@@ -251,3 +259,42 @@ def make_tiny_controlnet(folder: str, seed: int = 1, zero_convs_random: bool = T
     if fp16_variant:
         controlnet.to(torch.float16).save_pretrained(path, variant="fp16")
     return path
+
+
+def make_tiny_sd_x4_upscaler(folder: str, seed: int = 0, bpe_path: Optional[str] = None,
+                             fp16_variant: bool = False) -> str:
+    """An x4-upscaler-shaped checkpoint (stabilityai/stable-diffusion-x4-upscaler's layout), only narrow:
+    a 7-channel UNet (latents + the noised low-resolution image) with the noise level as its class
+    label, only-cross-attention blocks with linear projections, a two-block VAE (so this one upscales
+    x2) with the upscaler's scaling factor, DDPM as low_res_scheduler and v-prediction DDIM, as the real
+    checkpoint ships them. Saved by diffusers' ``StableDiffusionUpscalePipeline.save_pretrained``."""
+    import diffusers
+
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DConditionModel(
+        block_out_channels=(32, 64, 64), layers_per_block=2, sample_size=16, in_channels=7, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=8, use_linear_projection=True, only_cross_attention=(True, True, False),
+        num_class_embeds=1000,
+    )
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, scaling_factor=0.08333,
+    )
+    text_encoder, tokenizer = _tiny_clip_text_encoder(folder, bpe_path)
+    low_res_scheduler = diffusers.DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02,
+                                                num_train_timesteps=1000)
+    scheduler = diffusers.DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        steps_offset=1, prediction_type="v_prediction", num_train_timesteps=1000,
+    )
+    pipe = diffusers.StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, low_res_scheduler=low_res_scheduler,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None, watermarker=None, max_noise_level=350,
+    )
+    checkpoint = os.path.join(folder, "tiny-sd-x4-upscaler")
+    pipe.save_pretrained(checkpoint)
+    if fp16_variant:
+        pipe.to(torch.float16).save_pretrained(checkpoint, variant="fp16")
+    return checkpoint

@@ -16,7 +16,8 @@ _LIVE_UNETS = weakref.WeakValueDictionary()
 
 @torch.library.register_fake("native_diffusers::unet_forward")
 def _unet_forward_fake(handle, sample, timestep, encoder_hidden_states, text_embeds=None, time_ids=None,
-                       image_embeds=None, down_block_additional_residuals=None, mid_block_additional_residual=None):
+                       image_embeds=None, down_block_additional_residuals=None, mid_block_additional_residual=None,
+                       class_labels=None):
     unet = _LIVE_UNETS[handle]
     batch, _, height, width = sample.shape
     return sample.new_empty((batch, unet.config.get("out_channels", 4), height, width), dtype=unet.dtype)
@@ -59,7 +60,6 @@ class UNet2DConditionModel(NativeModelMixin, FusedProjectionsMixin):
         return_dict: bool = True,
     ):
         unsupported = {
-            "class_labels": class_labels,
             "timestep_cond": timestep_cond,
             "attention_mask": attention_mask,
             "down_intrablock_additional_residuals": down_intrablock_additional_residuals,
@@ -93,16 +93,20 @@ class UNet2DConditionModel(NativeModelMixin, FusedProjectionsMixin):
                 "down_block_additional_residuals and mid_block_additional_residual (a ControlNet's outputs) must be "
                 "passed together; T2I-Adapter residuals are not supported yet by the native UNet2DConditionModel"
             )
-        residuals = {}
+        extra = {}
+        if class_labels is not None:
+            if not isinstance(class_labels, torch.Tensor):
+                raise TypeError(f"class_labels must be a torch.Tensor, got {type(class_labels).__name__}")
+            extra["class_labels"] = class_labels
         if down_block_additional_residuals is not None:
-            residuals = {"down_block_additional_residuals": list(down_block_additional_residuals),
-                         "mid_block_additional_residual": mid_block_additional_residual}
+            extra["down_block_additional_residuals"] = list(down_block_additional_residuals)
+            extra["mid_block_additional_residual"] = mid_block_additional_residual
         if torch.compiler.is_compiling():
             # Under torch.compile: the opaque op (errors surface as RuntimeError through the dispatcher).
-            out = torch.ops.native_diffusers.unet_forward(self._handle, *args, **residuals)
+            out = torch.ops.native_diffusers.unet_forward(self._handle, *args, **extra)
         else:
             # Eager: straight into the engine, so its errors keep their Python types (ValueError...).
-            out = self._engine.forward(*args, **residuals)
+            out = self._engine.forward(*args, **extra)
         if not return_dict:
             return (out,)
         return UNet2DConditionOutput(sample=out)

@@ -1,2 +1,3 @@
 from .pipeline_stable_diffusion import StableDiffusionPipeline, StableDiffusionPipelineOutput
 from .pipeline_stable_diffusion_img2img import StableDiffusionImg2ImgPipeline
+from .pipeline_stable_diffusion_upscale import StableDiffusionUpscalePipeline
