@@ -1,5 +1,5 @@
-"""Ours vs diffusers, side by side in one run on one machine: the guide's SDXL refiner and Kandinsky 2.2
-image-to-image calls, end to end.
+"""Ours vs diffusers, side by side in one run on one machine: the guide's SDXL refiner, Kandinsky 2.2,
+ControlNet (SD 1.5 with a depth ControlNet) image-to-image calls and its x4 upscaler, end to end.
 
 ``--size full`` builds random-weight checkpoints with the real models' sizes (speed does not depend on weight
 values): the SDXL refiner (UNet 384/768/1536/1536 with 4 transformer layers, OpenCLIP bigG text encoder, SDXL
@@ -10,7 +10,12 @@ memory, medians of ``--runs`` after a warm-up, with ours/diffusers ratios and th
 
     python bench/bench_guide_models.py --model sdxl_refiner --size full --device cuda   # 1024x1024, strength 0.5
     python bench/bench_guide_models.py --model kandinsky22 --size full --device cuda    # the combined defaults
+    python bench/bench_guide_models.py --model controlnet --size full --device cuda     # 512x512, the guide's call
+    python bench/bench_guide_models.py --model x4_upscaler --size full --device cuda    # 128x128 -> 512x512, 75 steps
     python bench/bench_guide_models.py --model kandinsky22 --size tiny --device cpu
+
+``--size full`` for ControlNet is SD 1.5 (diffusers' default UNet, CLIP ViT-L text encoder, the SD VAE) with a
+ControlNet made from its UNet; for the x4 upscaler, stabilityai/stable-diffusion-x4-upscaler's sizes.
 """
 
 import argparse
@@ -126,14 +131,97 @@ def build_kandinsky22(folder, dtype):
     return decoder_path
 
 
-def build(folder, model, size, dtype):
-    from native_diffusers.utils.testing_utils import make_tiny_kandinsky22_checkpoints, make_tiny_sdxl_checkpoint
+def _clip_l_and_tokenizer(transformers, folder, hidden=768, layers=12, heads=12, intermediate=3072):
+    from native_diffusers.utils.clip_vocab import write_clip_vocabulary
 
-    if size == "tiny":
-        if model == "sdxl_refiner":
-            return make_tiny_sdxl_checkpoint(folder, kind="refiner")
-        return make_tiny_kandinsky22_checkpoints(folder)
-    return build_sdxl_refiner(folder, dtype) if model == "sdxl_refiner" else build_kandinsky22(folder, dtype)
+    config = _clip_text_config(transformers, hidden, layers, heads, intermediate, 768)
+    text_encoder = transformers.CLIPTextModel(config)
+    write_clip_vocabulary(os.path.join(folder, "tok"))
+    return text_encoder, transformers.CLIPTokenizer.from_pretrained(os.path.join(folder, "tok"))
+
+
+def build_controlnet(folder, dtype):
+    """SD 1.5's sizes and a ControlNet made from its UNet (zero convolutions given weights, as trained)."""
+    import diffusers
+    import transformers
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4, sample_size=512)
+    text_encoder, tokenizer = _clip_l_and_tokenizer(transformers, folder)
+    scheduler = diffusers.PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                        skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+    controlnet = diffusers.ControlNetModel.from_unet(unet)
+    with torch.no_grad():
+        for name, parameter in controlnet.named_parameters():
+            zero_initialised = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
+            if name.startswith(zero_initialised):
+                parameter.normal_(0.0, 0.02)
+    path = os.path.join(folder, "sd15")
+    diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                      scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                      requires_safety_checker=False).to(dtype).save_pretrained(path)
+    controlnet.to(dtype).save_pretrained(os.path.join(folder, "controlnet"))
+    return path
+
+
+def build_x4_upscaler(folder, dtype):
+    import diffusers
+    import transformers
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=128, in_channels=7, out_channels=4, layers_per_block=2, block_out_channels=(256, 512, 512, 1024),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=8, cross_attention_dim=1024, use_linear_projection=True,
+        only_cross_attention=(True, True, True, False), num_class_embeds=1000)
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=[128, 256, 512], down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3, layers_per_block=2, latent_channels=4, scaling_factor=0.08333)
+    text_encoder, tokenizer = _clip_l_and_tokenizer(transformers, folder, hidden=1024, layers=23, heads=16,
+                                                    intermediate=4096)
+    low_res_scheduler = diffusers.DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02)
+    scheduler = diffusers.DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                        clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                                        prediction_type="v_prediction")
+    path = os.path.join(folder, "x4-upscaler")
+    diffusers.StableDiffusionUpscalePipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, low_res_scheduler=low_res_scheduler,
+        scheduler=scheduler, max_noise_level=350).to(dtype).save_pretrained(path)
+    return path
+
+
+def build(folder, model, size, dtype):
+    from native_diffusers.utils import testing_utils
+
+    if size == "full":
+        builders = {"sdxl_refiner": build_sdxl_refiner, "kandinsky22": build_kandinsky22,
+                    "controlnet": build_controlnet, "x4_upscaler": build_x4_upscaler}
+        return builders[model](folder, dtype)
+    if model == "sdxl_refiner":
+        return testing_utils.make_tiny_sdxl_checkpoint(folder, kind="refiner")
+    if model == "controlnet":
+        path = testing_utils.make_tiny_sd_checkpoint(folder)
+        os.rename(testing_utils.make_tiny_controlnet(folder), os.path.join(folder, "controlnet"))
+        return path
+    if model == "x4_upscaler":
+        return testing_utils.make_tiny_sd_x4_upscaler(folder)
+    return testing_utils.make_tiny_kandinsky22_checkpoints(folder)
+
+
+def load(library, model, path, dtype):
+    """The guide's way to load each model: AutoPipelineForImage2Image (with controlnet= for ControlNet), and
+    StableDiffusionUpscalePipeline for the upscaler."""
+    if model == "x4_upscaler":
+        return library.StableDiffusionUpscalePipeline.from_pretrained(path, torch_dtype=dtype)
+    kwargs = {}
+    if model == "controlnet":
+        folder = os.path.join(os.path.dirname(path), "controlnet")
+        kwargs["controlnet"] = library.ControlNetModel.from_pretrained(folder, torch_dtype=dtype)
+    return library.AutoPipelineForImage2Image.from_pretrained(path, torch_dtype=dtype, **kwargs)
 
 
 def sync(device):
@@ -159,12 +247,13 @@ def measure(name, pipe, device, call, runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["sdxl_refiner", "kandinsky22"], required=True)
+    parser.add_argument("--model", choices=["sdxl_refiner", "kandinsky22", "controlnet", "x4_upscaler"], required=True)
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=None, help="default: the guide's (50 SDXL, 100 Kandinsky)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="default: the guide's (50 SDXL and ControlNet, 100 Kandinsky, 75 x4 upscaler)")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
@@ -184,6 +273,24 @@ def main():
         def call(pipe):
             return pipe(prompt, image=init_image, strength=0.5, num_inference_steps=steps,
                         generator=torch.Generator().manual_seed(0)).images[0]
+    elif args.model == "controlnet":
+        steps = args.steps or 50
+        label = f"SD 1.5 + ControlNet image-to-image {side}x{side}, {steps} steps x strength 0.8, guidance 7.5"
+        y, x = np.mgrid[0:side, 0:side] / (side - 1)
+        depth = np.repeat(np.clip(1 - 1.5 * np.hypot(x - 0.5, y - 0.5), 0, 1)[..., None], 3, -1)
+        depth_image = PIL.Image.fromarray((depth * 255).astype(np.uint8))
+
+        def call(pipe):
+            return pipe(prompt, image=init_image, control_image=depth_image, num_inference_steps=steps,
+                        generator=torch.Generator().manual_seed(0)).images[0]
+    elif args.model == "x4_upscaler":
+        steps = args.steps or 75
+        low_res = init_image.resize((side // 4, side // 4))
+        label = f"x4 upscaler {side // 4}x{side // 4} -> {side}x{side} (full sizes), {steps} steps, guidance 9"
+
+        def call(pipe):
+            return pipe(prompt, image=low_res, num_inference_steps=steps,
+                        generator=torch.Generator().manual_seed(0)).images[0]
     else:
         steps = args.steps or 100
         label = f"Kandinsky 2.2 combined, 512x512 output, {steps} steps x strength 0.3, prior 25 steps"
@@ -194,12 +301,12 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         path = build(tmp, args.model, args.size, dtype)
-        ref = diffusers.AutoPipelineForImage2Image.from_pretrained(path, torch_dtype=dtype).to(device)
+        ref = load(diffusers, args.model, path, dtype).to(device)
         results = [measure("diffusers", ref, device, call, args.runs)]
         del ref
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        ours = nd.AutoPipelineForImage2Image.from_pretrained(path, torch_dtype=dtype).to(device)
+        ours = load(nd, args.model, path, dtype).to(device)
         results.append(measure("native_diffusers", ours, device, call, args.runs))
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
