@@ -286,7 +286,7 @@ def main():
     elif args.model == "x4_upscaler":
         steps = args.steps or 75
         low_res = init_image.resize((side // 4, side // 4))
-        label = f"x4 upscaler {side // 4}x{side // 4} -> {side}x{side} (full sizes), {steps} steps, guidance 9"
+        label = f"x4 upscaler from {side // 4}x{side // 4}, {steps} steps, noise level 20, guidance 9"
 
         def call(pipe):
             return pipe(prompt, image=low_res, num_inference_steps=steps,
