@@ -4,17 +4,23 @@
 
 namespace nd {
 
-OffloadComponent unet_with_controlnet(const std::shared_ptr<UNet2DConditionModel>& unet,
-                                      const std::shared_ptr<ControlNetModel>& controlnet) {
-  return {"unet",
-          [unet, controlnet](const ParameterFn& fn) {
-            unet->apply(fn);
-            controlnet->apply(fn);
-          },
-          [unet, controlnet](const UnitVisitor& visit) {
-            unet->for_each_unit(visit);
-            controlnet->for_each_unit(visit);
-          }};
+std::vector<OffloadComponent> controlnet_offload_components(const std::shared_ptr<CLIPTextModel>& text_encoder,
+                                                            const std::shared_ptr<UNet2DConditionModel>& unet,
+                                                            const std::shared_ptr<ControlNetModel>& controlnet,
+                                                            const std::shared_ptr<AutoencoderKL>& vae) {
+  std::vector<OffloadComponent> components;
+  add_streamed_component(components, "text_encoder", text_encoder);
+  components.push_back({"unet",
+                        [unet, controlnet](const ParameterFn& fn) {
+                          unet->apply(fn);
+                          controlnet->apply(fn);
+                        },
+                        [unet, controlnet](const UnitVisitor& visit) {
+                          unet->for_each_unit(visit);
+                          controlnet->for_each_unit(visit);
+                        }});
+  add_streamed_component(components, "vae", vae);
+  return components;
 }
 
 StableDiffusionControlNetPipeline::StableDiffusionControlNetPipeline(
@@ -29,14 +35,6 @@ StableDiffusionControlNetPipeline::StableDiffusionControlNetPipeline(
 
 at::Tensor StableDiffusionControlNetPipeline::run(const StableDiffusionControlNetRequest& request) {
   return generate(request, controlnet_.get(), &request);
-}
-
-std::vector<ModelCpuOffload::Component> StableDiffusionControlNetPipeline::offload_components() const {
-  std::vector<ModelCpuOffload::Component> components;
-  add_streamed_component(components, "text_encoder", text_encoder_);
-  components.push_back(unet_with_controlnet(unet_, controlnet_));
-  add_streamed_component(components, "vae", vae_);
-  return components;
 }
 
 }  // namespace nd

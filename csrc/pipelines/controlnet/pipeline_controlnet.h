@@ -14,11 +14,14 @@ namespace nd {
 
 struct StableDiffusionControlNetRequest : StableDiffusionRequest, ControlNetRequest {};
 
-// The offload component the ControlNet pipelines move as "unet": the loop runs the UNet and the
-// ControlNet at every step, so they come to the device and go home together (diffusers streams the
-// ControlNet layer by layer beside its model_cpu_offload_seq).
-OffloadComponent unet_with_controlnet(const std::shared_ptr<UNet2DConditionModel>& unet,
-                                      const std::shared_ptr<ControlNetModel>& controlnet);
+// Ref: diffusers model_cpu_offload_seq = "text_encoder->unet->vae" of the ControlNet pipelines. The
+// loop runs the UNet and the ControlNet at every step, so they move as one component, "unet", and
+// come to the device and go home together (diffusers streams the ControlNet layer by layer beside
+// its sequence).
+std::vector<OffloadComponent> controlnet_offload_components(const std::shared_ptr<CLIPTextModel>& text_encoder,
+                                                            const std::shared_ptr<UNet2DConditionModel>& unet,
+                                                            const std::shared_ptr<ControlNetModel>& controlnet,
+                                                            const std::shared_ptr<AutoencoderKL>& vae);
 
 class StableDiffusionControlNetPipeline : public StableDiffusionPipeline {
  public:
@@ -31,8 +34,9 @@ class StableDiffusionControlNetPipeline : public StableDiffusionPipeline {
   // Returns latents (output_latents) or the decoded images in [-1, 1]; height and width are the
   // control image's.
   at::Tensor run(const StableDiffusionControlNetRequest& request);
-  // Ref: diffusers model_cpu_offload_seq = "text_encoder->unet->vae", the ControlNet with the UNet.
-  std::vector<ModelCpuOffload::Component> offload_components() const;
+  std::vector<ModelCpuOffload::Component> offload_components() const {
+    return controlnet_offload_components(text_encoder_, unet_, controlnet_, vae_);
+  }
 
  private:
   std::shared_ptr<ControlNetModel> controlnet_;

@@ -18,12 +18,4 @@ at::Tensor StableDiffusionControlNetImg2ImgPipeline::run(const StableDiffusionCo
   return generate(request, controlnet_.get(), &request);
 }
 
-std::vector<ModelCpuOffload::Component> StableDiffusionControlNetImg2ImgPipeline::offload_components() const {
-  std::vector<ModelCpuOffload::Component> components;
-  add_streamed_component(components, "text_encoder", text_encoder_);
-  components.push_back(unet_with_controlnet(unet_, controlnet_));
-  add_streamed_component(components, "vae", vae_);
-  return components;
-}
-
 }  // namespace nd

@@ -24,8 +24,9 @@ class StableDiffusionControlNetImg2ImgPipeline : public StableDiffusionImg2ImgPi
 
   // Returns latents (output_latents) or the decoded images in [-1, 1].
   at::Tensor run(const StableDiffusionControlNetImg2ImgRequest& request);
-  // Ref: diffusers model_cpu_offload_seq = "text_encoder->unet->vae", the ControlNet with the UNet.
-  std::vector<ModelCpuOffload::Component> offload_components() const;
+  std::vector<ModelCpuOffload::Component> offload_components() const {
+    return controlnet_offload_components(text_encoder_, unet_, controlnet_, vae_);
+  }
 
  private:
   std::shared_ptr<ControlNetModel> controlnet_;
