@@ -343,9 +343,9 @@ class DiffusionPipeline:
             self._adopt_engine(engine)
         return engine
 
-    def _fill_run_options(self, r, *, batch_size, num_inference_steps, timesteps, sigmas, guidance_scale,
-                          num_images_per_prompt, eta, generator, latents, output_type, callback_on_step_end,
-                          callback_on_step_end_tensor_inputs, guidance_rescale=0.0):
+    def _fill_run_options(self, r, *, batch_size, num_inference_steps, guidance_scale, num_images_per_prompt, eta,
+                          generator, output_type, timesteps=None, sigmas=None, latents=None,
+                          callback_on_step_end=None, callback_on_step_end_tensor_inputs=None, guidance_rescale=0.0):
         """The request fields every SD-family call sets the same way, after diffusers' checks."""
         self._check_output_type(output_type)
         self._check_custom_schedule(timesteps, sigmas)

@@ -103,12 +103,28 @@ class ControlNetMixin(StableDiffusionMixin):
                 raise ValueError(f"control guidance end: {end} can't be larger than 1.0.")
         return float(starts[0]), float(ends[0])
 
-    def _fill_controlnet_request(self, r, control_image, controlnet_conditioning_scale, guess_mode, start, end):
-        r.control_image = control_image
+    def _controlnet_request(self, request_class, *, control_image, controlnet_conditioning_scale, guess_mode,
+                            control_guidance_start, control_guidance_end, prompt, negative_prompt, prompt_embeds,
+                            negative_prompt_embeds, clip_skip, guidance_scale, callback_on_step_end_tensor_inputs,
+                            **run_options):
+        """Steps 1 and 2 of both ControlNet pipelines: diffusers' checks (prompts, then the ControlNet's),
+        the call's properties, and the engine request with the ControlNet's options. The caller sets
+        ``control_image`` once it is preprocessed."""
+        self._check_prompt_inputs(prompt, None, negative_prompt, prompt_embeds, negative_prompt_embeds,
+                                  callback_on_step_end_tensor_inputs)
+        start, end = self._check_controlnet_inputs(prompt, control_image, prompt_embeds, controlnet_conditioning_scale,
+                                                   control_guidance_start, control_guidance_end)
+        self._guidance_scale = guidance_scale
+        self._clip_skip = clip_skip
+        r = self._request(
+            request_class, prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, clip_skip=clip_skip, guidance_scale=guidance_scale,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, **run_options,
+        )
         r.controlnet_conditioning_scale = float(controlnet_conditioning_scale)
         r.guess_mode = bool(guess_mode)
-        r.control_guidance_start = start
-        r.control_guidance_end = end
+        r.control_guidance_start, r.control_guidance_end = start, end
+        return r
 
 
 class StableDiffusionControlNetPipeline(ControlNetMixin, DiffusionPipeline):
@@ -150,28 +166,22 @@ class StableDiffusionControlNetPipeline(ControlNetMixin, DiffusionPipeline):
         self._check_unsupported_call_arguments(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs,
                                                kwargs)
 
-        # 1. Check inputs
-        self._check_prompt_inputs(prompt, None, negative_prompt, prompt_embeds, negative_prompt_embeds,
-                                  callback_on_step_end_tensor_inputs)
-        start, end = self._check_controlnet_inputs(prompt, image, prompt_embeds, controlnet_conditioning_scale,
-                                                   control_guidance_start, control_guidance_end)
-        self._guidance_scale = guidance_scale
-        self._clip_skip = clip_skip
-
-        # 2. Define call parameters
-        r, batch_size = self._prompt_request(_C.StableDiffusionControlNetRequest, prompt, negative_prompt,
-                                             prompt_embeds, negative_prompt_embeds, clip_skip)
-        self._fill_run_options(
-            r, batch_size=batch_size, num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
-            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, eta=eta,
+        # 1.-2. Check inputs, define call parameters
+        r = self._controlnet_request(
+            _C.StableDiffusionControlNetRequest, control_image=image,
+            controlnet_conditioning_scale=controlnet_conditioning_scale, guess_mode=guess_mode,
+            control_guidance_start=control_guidance_start, control_guidance_end=control_guidance_end,
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            clip_skip=clip_skip, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+            timesteps=timesteps, sigmas=sigmas, num_images_per_prompt=num_images_per_prompt, eta=eta,
             generator=generator, latents=latents, output_type=output_type, callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
 
         # 4. Prepare image: the latents take the control image's size (diffusers: height, width = image.shape[-2:])
-        control_image = self.control_image_processor.preprocess(image, height=height, width=width).to(torch.float32)
-        r.height, r.width = int(control_image.shape[-2]), int(control_image.shape[-1])
-        self._fill_controlnet_request(r, control_image, controlnet_conditioning_scale, guess_mode, start, end)
+        r.control_image = self.control_image_processor.preprocess(image, height=height, width=width).to(torch.float32)
+        r.height, r.width = int(r.control_image.shape[-2]), int(r.control_image.shape[-1])
 
         # 5.-8. timesteps, latents, the denoising loop with the ControlNet, and the decode, in the engine
         return self._finish(self._engine_pipeline().run(r), output_type, return_dict)

@@ -51,35 +51,29 @@ class StableDiffusionControlNetImg2ImgPipeline(ControlNetMixin, DiffusionPipelin
         self._check_unsupported_call_arguments(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs,
                                                kwargs)
 
-        # 1. Check inputs
-        self._check_prompt_inputs(prompt, None, negative_prompt, prompt_embeds, negative_prompt_embeds,
-                                  callback_on_step_end_tensor_inputs)
-        start, end = self._check_controlnet_inputs(prompt, control_image, prompt_embeds,
-                                                   controlnet_conditioning_scale, control_guidance_start,
-                                                   control_guidance_end)
+        # 1.-2. Check inputs, define call parameters
+        r = self._controlnet_request(
+            _C.StableDiffusionControlNetImg2ImgRequest, control_image=control_image,
+            controlnet_conditioning_scale=controlnet_conditioning_scale, guess_mode=guess_mode,
+            control_guidance_start=control_guidance_start, control_guidance_end=control_guidance_end,
+            prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            clip_skip=clip_skip, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+            num_images_per_prompt=num_images_per_prompt, eta=eta, generator=generator, latents=latents,
+            output_type=output_type, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
         if strength < 0 or strength > 1:
             raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
         if image is None:
             raise ValueError("`image` input cannot be undefined.")
-        self._guidance_scale = guidance_scale
-        self._clip_skip = clip_skip
-
-        # 2. Define call parameters
-        r, batch_size = self._prompt_request(_C.StableDiffusionControlNetImg2ImgRequest, prompt, negative_prompt,
-                                             prompt_embeds, negative_prompt_embeds, clip_skip)
-        self._fill_run_options(
-            r, batch_size=batch_size, num_inference_steps=num_inference_steps, timesteps=None, sigmas=None,
-            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, eta=eta,
-            generator=generator, latents=latents, output_type=output_type, callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        )
 
         # 4. Prepare image (PIL's Lanczos resize, [-1, 1]); 5. the control image ([0, 1])
         r.image = self.image_processor.preprocess(image, height=height, width=width).to(torch.float32)
         r.strength = float(strength)
-        control = self.control_image_processor.preprocess(control_image, height=height, width=width)
-        self._fill_controlnet_request(r, control.to(torch.float32), controlnet_conditioning_scale, guess_mode, start,
-                                      end)
+        r.control_image = self.control_image_processor.preprocess(control_image, height=height, width=width).to(
+            torch.float32
+        )
 
         # 5.-9. timesteps, latents, the denoising loop with the ControlNet, and the decode, in the engine
         return self._finish(self._engine_pipeline().run(r), output_type, return_dict)

@@ -55,6 +55,15 @@ class StableDiffusionMixin(FreeUAndFusionMixin):
         r.clip_skip = clip_skip
         return r, batch_size
 
+    def _request(self, request_class, *, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, clip_skip,
+                 **run_options):
+        """The engine request of one call: the prompts (``_prompt_request``) and the options every
+        SD-family call sets the same way (``_fill_run_options``, diffusers' argument names)."""
+        r, batch_size = self._prompt_request(request_class, prompt, negative_prompt, prompt_embeds,
+                                             negative_prompt_embeds, clip_skip)
+        self._fill_run_options(r, batch_size=batch_size, **run_options)
+        return r
+
     def _finish(self, result, output_type, return_dict):
         images = self._postprocess(result, output_type)
         if not return_dict:
@@ -156,15 +165,14 @@ class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
         self._clip_skip = clip_skip
 
         # 2. Define call parameters
-        r, batch_size = self._prompt_request(_C.StableDiffusionRequest, prompt, negative_prompt, prompt_embeds,
-                                             negative_prompt_embeds, clip_skip)
-        r.height, r.width = int(height), int(width)
-        self._fill_run_options(
-            r, batch_size=batch_size, num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
-            guidance_scale=guidance_scale, guidance_rescale=guidance_rescale,
-            num_images_per_prompt=num_images_per_prompt, eta=eta, generator=generator, latents=latents,
-            output_type=output_type, callback_on_step_end=callback_on_step_end,
+        r = self._request(
+            _C.StableDiffusionRequest, prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, clip_skip=clip_skip,
+            num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas, guidance_scale=guidance_scale,
+            guidance_rescale=guidance_rescale, num_images_per_prompt=num_images_per_prompt, eta=eta,
+            generator=generator, latents=latents, output_type=output_type, callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
+        r.height, r.width = int(height), int(width)
         # 3.-7. Encode the prompt, timesteps, latents, the denoising loop and the decode, in the engine
         return self._finish(self._engine_pipeline().run(r), output_type, return_dict)

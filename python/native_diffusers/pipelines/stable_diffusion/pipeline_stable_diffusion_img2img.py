@@ -61,12 +61,12 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionMixin, DiffusionPipeline):
         self._clip_skip = clip_skip
 
         # 2. Define call parameters
-        r, batch_size = self._prompt_request(_C.StableDiffusionImg2ImgRequest, prompt, negative_prompt,
-                                             prompt_embeds, negative_prompt_embeds, clip_skip)
-        self._fill_run_options(
-            r, batch_size=batch_size, num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
-            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, eta=eta,
-            generator=generator, latents=None, output_type=output_type, callback_on_step_end=callback_on_step_end,
+        r = self._request(
+            _C.StableDiffusionImg2ImgRequest, prompt=prompt, negative_prompt=negative_prompt,
+            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, clip_skip=clip_skip,
+            num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas, guidance_scale=guidance_scale,
+            num_images_per_prompt=num_images_per_prompt, eta=eta, generator=generator, output_type=output_type,
+            callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
 

@@ -125,13 +125,12 @@ class StableDiffusionUpscalePipeline(StableDiffusionMixin, DiffusionPipeline):
         self._clip_skip = clip_skip
 
         # 2. Define call parameters
-        r, batch_size = self._prompt_request(_C.StableDiffusionUpscaleRequest, prompt, negative_prompt,
-                                             prompt_embeds, negative_prompt_embeds, clip_skip)
-        self._fill_run_options(
-            r, batch_size=batch_size, num_inference_steps=num_inference_steps, timesteps=None, sigmas=None,
-            guidance_scale=guidance_scale, num_images_per_prompt=num_images_per_prompt, eta=eta,
-            generator=generator, latents=latents, output_type=output_type, callback_on_step_end=None,
-            callback_on_step_end_tensor_inputs=None,
+        r = self._request(
+            _C.StableDiffusionUpscaleRequest, prompt=prompt, negative_prompt=negative_prompt,
+            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, clip_skip=clip_skip,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            num_images_per_prompt=num_images_per_prompt, eta=eta, generator=generator, latents=latents,
+            output_type=output_type,
         )
         if callback is not None:
             r.callback_on_step_end = self._legacy_callback(callback, callback_steps, int(num_inference_steps))

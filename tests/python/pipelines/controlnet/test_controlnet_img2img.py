@@ -12,6 +12,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is the p
 
 import native_diffusers as nd  # noqa: E402
 from native_diffusers.utils.testing_utils import make_tiny_controlnet, make_tiny_sd_checkpoint  # noqa: E402
+from parity import random_image, run_both  # noqa: E402
 from tolerances import FP32_ATOL  # noqa: E402
 
 STEPS = 8
@@ -46,18 +47,11 @@ def text2img(checkpoints):
 
 
 def _image(size=32, seed=0):
-    rng = np.random.default_rng(seed)
-    return PIL.Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return random_image(size, seed)
 
 
 def _run_both(pipes, **kwargs):
-    ref, ours = pipes
-    seed = kwargs.pop("seed", 0)
-    kwargs.setdefault("num_inference_steps", STEPS)
-    kwargs.setdefault("output_type", "np")
-    expected = ref(generator=torch.Generator().manual_seed(seed), **kwargs).images
-    got = ours(generator=torch.Generator().manual_seed(seed), **kwargs).images
-    return np.asarray(got), np.asarray(expected)
+    return run_both(pipes, STEPS, **kwargs)
 
 
 def test_auto_pipeline_picks_the_controlnet_pipelines(img2img, text2img, checkpoints):

@@ -3,7 +3,6 @@
 checkpoint that diffusers itself saves, same torch.Generator seeds."""
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
 
@@ -12,6 +11,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is the p
 
 import native_diffusers as nd  # noqa: E402
 from native_diffusers.utils.testing_utils import make_tiny_sd_x4_upscaler  # noqa: E402
+from parity import random_image, run_both  # noqa: E402
 from tolerances import FP32_ATOL  # noqa: E402
 
 STEPS = 6
@@ -32,18 +32,11 @@ def pipes(checkpoint):
 
 
 def _image(size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    return PIL.Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return random_image(size, seed)
 
 
 def _run_both(pipes, **kwargs):
-    ref, ours = pipes
-    seed = kwargs.pop("seed", 0)
-    kwargs.setdefault("num_inference_steps", STEPS)
-    kwargs.setdefault("output_type", "np")
-    expected = ref(generator=torch.Generator().manual_seed(seed), **kwargs).images
-    got = ours(generator=torch.Generator().manual_seed(seed), **kwargs).images
-    return np.asarray(got), np.asarray(expected)
+    return run_both(pipes, STEPS, **kwargs)
 
 
 CASES = {
