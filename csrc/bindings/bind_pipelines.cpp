@@ -73,8 +73,19 @@ Class& def_common_request_fields(Class& cls) {
       .def_readwrite("generators", &R::generators)
       .def_readwrite("output_latents", &R::output_latents)
       .def_readwrite("progress_bar", &R::progress_bar)
-      .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
+      .def_readwrite("callback_on_step_end", &R::callback_on_step_end)
+      .def_readwrite("callback", &R::callback)
+      .def_readwrite("callback_steps", &R::callback_steps);
   return cls;
+}
+
+// What every pipeline call and step callback hand across the boundary.
+void bind_loop_types(py::module_& m) {
+  py::class_<PipelineResult>(m, "PipelineResult")
+      .def_readonly("output", &PipelineResult::output)
+      .def_readonly("num_timesteps", &PipelineResult::num_timesteps);
+  py::class_<StepCallbackOutput>(m, "StepCallbackOutput")
+      .def(py::init<StepTensors, bool>(), py::arg("tensors"), py::arg("interrupt"));
 }
 
 void bind_stable_diffusion_xl(py::module_& m) {
@@ -185,7 +196,7 @@ void bind_kandinsky_prior(py::module_& m) {
               py::gil_scoped_release release;
               out = self.run(r);
             }
-            return py::make_tuple(out.image_embeds, out.negative_image_embeds);
+            return py::make_tuple(out.image_embeds, out.negative_image_embeds, out.num_timesteps);
           },
           py::kw_only(), py::arg("prompt"), py::arg("negative_prompt"), py::arg("num_images_per_prompt"),
           py::arg("num_inference_steps"), py::arg("generators"), py::arg("latents"), py::arg("guidance_scale"),
@@ -279,6 +290,7 @@ void bind_controlnet(py::module_& m) {
 }  // namespace
 
 void bind_pipelines(py::module_& m) {
+  bind_loop_types(m);
   bind_kandinsky(m);
   bind_kandinsky_prior(m);
   bind_stable_diffusion_xl(m);

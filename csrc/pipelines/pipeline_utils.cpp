@@ -8,34 +8,19 @@
 #include "core/errors.h"
 #include "core/host_sync_check.h"
 #include "core/random.h"
-#include "offload/streaming.h"
 
 namespace nd {
 
-void run_step_callback(const StepCallback& callback, int64_t step, const at::Tensor& timestep,
+bool run_step_callback(const StepCallback& callback, int64_t step, const at::Tensor& timestep,
                        StepTensors& tensors) {
-  if (!callback) return;
+  if (!callback) return false;
   const HostSyncCheckPause user_code;
-  const StepTensors updates = callback(step, timestep, tensors);
-  for (const auto& [name, tensor] : updates) {
+  const StepCallbackOutput out = callback(step, timestep, tensors);
+  for (const auto& [name, tensor] : out.tensors) {
     auto it = tensors.find(name);
     if (it != tensors.end() && tensor.defined()) it->second = tensor;
   }
-}
-
-const EncoderKeyValues* LoopProjections::of(const at::Tensor& encoder_hidden_states,
-                                            const UNetAddedConditions& added) {
-  if (streaming_active()) return nullptr;
-  if (!projected_ || !states_.is_same(encoder_hidden_states) || !image_embeds_.is_same(added.image_embeds)) {
-    projected_ = unet_.project_encoder_states(encoder_hidden_states, added);
-    states_ = encoder_hidden_states;
-    image_embeds_ = added.image_embeds;
-  }
-  return &*projected_;
-}
-
-void LoopProjections::after_step_callback(const StepCallback& callback) {
-  if (callback) projected_.reset();
+  return out.interrupt;
 }
 
 at::Tensor tokenize_padded(const CLIPTokenizer& tokenizer, const std::vector<std::string>& texts,
@@ -63,18 +48,35 @@ int64_t retrieve_timesteps(Scheduler& scheduler, int64_t num_inference_steps, c1
   return custom ? scheduler.timesteps().size(0) : num_inference_steps;
 }
 
+namespace {
+
+TimestepWindow window_of(at::Tensor timesteps, int64_t num_inference_steps, int64_t order) {
+  const int64_t warmup = std::max<int64_t>(timesteps.size(0) - num_inference_steps * order, 0);
+  return {std::move(timesteps), num_inference_steps, warmup};
+}
+
+}  // namespace
+
+TimestepWindow full_schedule(const Scheduler& scheduler, int64_t num_inference_steps) {
+  return window_of(scheduler.timesteps(), num_inference_steps, scheduler.order());
+}
+
 TimestepWindow get_timesteps(Scheduler& scheduler, int64_t num_inference_steps, double strength,
                              std::optional<double> denoising_start) {
   const at::Tensor all = scheduler.timesteps();
   const int64_t total = all.size(0);
   if (!denoising_start) {
+    // A NaN would make the cut below undefined (Python's check reads `strength < 0 or strength > 1`).
+    if (!(strength >= 0.0 && strength <= 1.0)) {
+      throw ValueError("The value of strength should in [0.0, 1.0] but is " + std::to_string(strength));
+    }
     // Ref: int() truncates the float product (50 * 0.58 -> 28).
     const int64_t init_timestep =
         std::min(static_cast<int64_t>(static_cast<double>(num_inference_steps) * strength), num_inference_steps);
     const int64_t t_start = std::max<int64_t>(num_inference_steps - init_timestep, 0);
     const int64_t first = std::min<int64_t>(t_start * scheduler.order(), total);
     scheduler.set_begin_index(t_start * scheduler.order());
-    return {all.narrow(0, first, total - first), num_inference_steps - t_start};
+    return window_of(all.narrow(0, first, total - first), num_inference_steps - t_start, scheduler.order());
   }
   // Strength is irrelevant when the caller names the timestep to start at.
   const double train = static_cast<double>(scheduler.num_train_timesteps());
@@ -86,7 +88,7 @@ TimestepWindow get_timesteps(Scheduler& scheduler, int64_t num_inference_steps, 
   steps = std::min(steps, total);
   const int64_t t_start = total - steps;
   scheduler.set_begin_index(t_start);
-  return {all.narrow(0, t_start, steps), steps};
+  return window_of(all.narrow(0, t_start, steps), steps, scheduler.order());
 }
 
 TimestepWindow cut_at_denoising_end(const TimestepWindow& window, const Scheduler& scheduler,
@@ -94,7 +96,8 @@ TimestepWindow cut_at_denoising_end(const TimestepWindow& window, const Schedule
   const double train = static_cast<double>(scheduler.num_train_timesteps());
   const double cutoff = std::nearbyint(train - denoising_end * train);
   const int64_t kept = (window.timesteps >= cutoff).sum().item<int64_t>();
-  return {window.timesteps.narrow(0, 0, kept), kept};
+  // Ref: diffusers counts the warm-up steps before the cut.
+  return {window.timesteps.narrow(0, 0, kept), kept, window.num_warmup_steps};
 }
 
 namespace {
@@ -162,27 +165,21 @@ at::Tensor encode_image_latents(AutoencoderKL& vae, const at::Tensor& image_in, 
   return init_latents;
 }
 
+at::Tensor initial_noise(const at::Tensor& latents, at::IntArrayRef shape, const std::vector<at::Generator>& generators,
+                         c10::Device device, at::ScalarType dtype, const Scheduler& scheduler) {
+  const int64_t batch_size = shape[0];
+  if (generators.size() > 1 && static_cast<int64_t>(generators.size()) != batch_size) {
+    throw ValueError("You have passed a list of generators of length " + std::to_string(generators.size()) +
+                     ", but requested an effective batch size of " + std::to_string(batch_size) +
+                     ". Make sure the batch size matches the length of the generators.");
+  }
+  const at::Tensor noise = latents.defined() ? latents.to(device) : randn_tensor(shape, generators, device, dtype);
+  return noise * scheduler.init_noise_sigma().to(noise.device());
+}
+
 at::Tensor decode_latents(AutoencoderKL& vae, const at::Tensor& latents, bool force_upcast) {
   return with_upcast_vae(vae, force_upcast, latents / vae.config().scaling_factor,
                          [&](const at::Tensor& z) { return vae.decode(z); });
-}
-
-at::Tensor rescale_noise_cfg(const at::Tensor& noise_cfg, const at::Tensor& noise_pred_text,
-                             double guidance_rescale) {
-  std::vector<int64_t> dims;
-  for (int64_t d = 1; d < noise_pred_text.dim(); ++d) dims.push_back(d);
-  const at::Tensor std_text = noise_pred_text.std(dims, /*unbiased=*/true, /*keepdim=*/true);
-  const at::Tensor std_cfg = noise_cfg.std(dims, /*unbiased=*/true, /*keepdim=*/true);
-  const at::Tensor rescaled = noise_cfg * (std_text / std_cfg);
-  return guidance_rescale * rescaled + (1 - guidance_rescale) * noise_cfg;
-}
-
-at::Tensor apply_classifier_free_guidance(const at::Tensor& noise_pred, double guidance_scale,
-                                          double guidance_rescale) {
-  const std::vector<at::Tensor> parts = noise_pred.chunk(2, 0);
-  at::Tensor guided = parts[0] + guidance_scale * (parts[1] - parts[0]);
-  if (guidance_rescale > 0.0) guided = rescale_noise_cfg(guided, parts[1], guidance_rescale);
-  return guided;
 }
 
 }  // namespace nd

@@ -14,22 +14,36 @@
 #include <vector>
 
 #include "models/autoencoders/autoencoder_kl.h"
-#include "models/unets/unet_2d_condition.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
 
 namespace nd {
 
 // The tensors diffusers exposes to callback_on_step_end, by diffusers' names
-// (`_callback_tensor_inputs`). The callback returns the ones it replaces.
+// (`_callback_tensor_inputs`).
 using StepTensors = std::map<std::string, at::Tensor>;
+
+// What a step callback returns: the tensors it replaces, and whether it asked the loop to stop
+// (diffusers' `pipe._interrupt = True`: the remaining steps are skipped, the latents decoded).
+struct StepCallbackOutput {
+  StepTensors tensors;
+  bool interrupt = false;
+};
 using StepCallback =
-    std::function<StepTensors(int64_t step, const at::Tensor& timestep, const StepTensors& tensors)>;
+    std::function<StepCallbackOutput(int64_t step, const at::Tensor& timestep, const StepTensors& tensors)>;
 
 // Calls the user's callback (if any) and writes back the tensors it returned; names the
-// pipeline does not expose are ignored, as diffusers pops only its own.
-void run_step_callback(const StepCallback& callback, int64_t step, const at::Tensor& timestep,
+// pipeline does not expose are ignored, as diffusers pops only its own. Returns whether the
+// callback interrupted the loop.
+bool run_step_callback(const StepCallback& callback, int64_t step, const at::Tensor& timestep,
                        StepTensors& tensors);
+
+// What a pipeline call returns to Python: the decoded images in [-1, 1] (or the latents, when
+// asked for them) and diffusers' num_timesteps, the number of timesteps its loop ran over.
+struct PipelineResult {
+  at::Tensor output;
+  int64_t num_timesteps = 0;
+};
 
 // Token ids [B, max_length] as diffusers' encode_prompt asks for them: padded to max_length and
 // truncated.
@@ -46,9 +60,13 @@ int64_t retrieve_timesteps(Scheduler& scheduler, int64_t num_inference_steps, c1
                            const std::vector<double>& timesteps, const std::vector<double>& sigmas);
 
 struct TimestepWindow {
-  at::Tensor timesteps;         // the part of the schedule the loop runs
-  int64_t num_inference_steps;  // the progress bar's total
+  at::Tensor timesteps;          // the part of the schedule the loop runs
+  int64_t num_inference_steps;   // the progress bar's total
+  int64_t num_warmup_steps = 0;  // steps before the bar advances once per scheduler order
 };
+
+// The whole schedule as set, with diffusers' warm-up count: len(timesteps) - steps * order.
+TimestepWindow full_schedule(const Scheduler& scheduler, int64_t num_inference_steps);
 
 // Ref: diffusers StableDiffusionXLImg2ImgPipeline.get_timesteps. Without `denoising_start` it is
 // StableDiffusionImg2ImgPipeline.get_timesteps (the strength cut); with it, the schedule starts at
@@ -70,39 +88,13 @@ at::Tensor encode_image_latents(AutoencoderKL& vae, const at::Tensor& image, int
                                 at::ScalarType dtype, c10::Device device,
                                 const std::vector<at::Generator>& generators, bool force_upcast);
 
+// The initial noise of text-to-image (diffusers prepare_latents), scaled by the scheduler's
+// initial sigma: `latents` when given, else drawn from the generators (none, one, or one per image).
+at::Tensor initial_noise(const at::Tensor& latents, at::IntArrayRef shape, const std::vector<at::Generator>& generators,
+                         c10::Device device, at::ScalarType dtype, const Scheduler& scheduler);
+
 // Latents back to the VAE's space (inverse of the scaling above) and decoded; `force_upcast`
 // decodes a float16 VAE in float32 as diffusers' SDXL pipelines do.
 at::Tensor decode_latents(AutoencoderKL& vae, const at::Tensor& latents, bool force_upcast);
-
-// Ref: diffusers rescale_noise_cfg (Lin et al. 2023, section 3.4).
-at::Tensor rescale_noise_cfg(const at::Tensor& noise_cfg, const at::Tensor& noise_pred_text,
-                             double guidance_rescale);
-
-// uncond + scale * (text - uncond) of a [2B, ...] prediction ordered [uncond; text], then the
-// rescale when guidance_rescale > 0.
-at::Tensor apply_classifier_free_guidance(const at::Tensor& noise_pred, double guidance_scale,
-                                          double guidance_rescale = 0.0);
-
-// A denoising loop's cross-attention keys and values (UNet2DConditionModel::project_encoder_states):
-// projected at the first step and reused while the loop passes the same tensors. A step callback
-// can change those in place, unseen, so after each callback they are projected anew.
-class LoopProjections {
- public:
-  explicit LoopProjections(const UNet2DConditionModel& unet) : unet_(unet) {}
-  // Null while blocks stream in (sequential offload): projecting ahead would bring in every
-  // transformer block once more per call, for two small GEMMs each.
-  const EncoderKeyValues* of(const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added);
-  void after_step_callback(const StepCallback& callback);
-
- private:
-  const UNet2DConditionModel& unet_;
-  std::optional<EncoderKeyValues> projected_;
-  at::Tensor states_, image_embeds_;  // what projected_ was projected from
-};
-
-// The step after which diffusers' progress bar advances (higher-order schedulers repeat steps).
-inline bool progress_bar_advances(int64_t i, int64_t num_timesteps, int64_t num_warmup_steps, int64_t order) {
-  return i == num_timesteps - 1 || ((i + 1) > num_warmup_steps && (i + 1) % order == 0);
-}
 
 }  // namespace nd

@@ -512,12 +512,54 @@ void UNet2DConditionModel::check_control(const UNetControlResiduals& control, co
   }
 }
 
+namespace {
+
+// A captured graph takes its inputs as one flat list: the fixed inputs at these places, then a
+// ControlNet's residuals (down..., mid), then the projections' storage (see CudaGraphCache).
+enum GraphSlot : std::size_t {
+  kSample, kTimestep, kEncoderStates, kTextEmbeds, kTimeIds, kImageEmbeds, kClassLabels, kFixedSlots
+};
+
+std::vector<at::Tensor> graph_inputs(const UNetInputs& in) {
+  std::vector<at::Tensor> flat{in.sample, in.timestep, in.encoder_hidden_states, in.added.text_embeds,
+                               in.added.time_ids, in.added.image_embeds, in.added.class_labels};
+  if (in.control) {
+    flat.insert(flat.end(), in.control->down.begin(), in.control->down.end());
+    flat.push_back(in.control->mid);
+  }
+  return flat;
+}
+
+// The inverse of graph_inputs over the first `count` tensors of `flat`.
+UNetInputs from_graph_inputs(const std::vector<at::Tensor>& flat, std::size_t count) {
+  UNetInputs in;
+  in.sample = flat[kSample];
+  in.timestep = flat[kTimestep];
+  in.encoder_hidden_states = flat[kEncoderStates];
+  in.added = UNetAddedConditions{flat[kTextEmbeds], flat[kTimeIds], flat[kImageEmbeds], flat[kClassLabels]};
+  if (count > kFixedSlots) {
+    UNetControlResiduals control;
+    control.down.assign(flat.begin() + kFixedSlots, flat.begin() + static_cast<std::ptrdiff_t>(count) - 1);
+    control.mid = flat[count - 1];
+    in.control = std::move(control);
+  }
+  return in;
+}
+
+}  // namespace
+
 at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Tensor& timestep,
                                          const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added,
                                          const EncoderKeyValues* projected, const UNetControlResiduals* control) const {
-  check_inputs(sample, timestep, encoder_hidden_states, added);
-  if (projected) check_projections(*projected, sample.size(0));
-  if (control) check_control(*control, sample);
+  UNetInputs in{sample, timestep, encoder_hidden_states, added, std::nullopt, projected};
+  if (control) in.control = *control;
+  return forward(in);
+}
+
+at::Tensor UNet2DConditionModel::forward(const UNetInputs& given) const {
+  check_inputs(given.sample, given.timestep, given.encoder_hidden_states, given.added);
+  if (given.projected) check_projections(*given.projected, given.sample.size(0));
+  if (given.control) check_control(*given.control, given.sample);
   c10::NoGradGuard no_grad;
   // Everything moves to the model's device and dtype outside the graph; inside is device work only.
   const auto on_device = [&](const at::Tensor& t, bool cast) {
@@ -526,53 +568,49 @@ at::Tensor UNet2DConditionModel::forward(const at::Tensor& sample, const at::Ten
   };
   // timestep and the SDXL conditions keep their dtype: diffusers embeds them in float32.
   // With projections the encoder states are not read at all (their keys and values are).
-  const bool reads_states = !encoder_hid_proj_ && !projected;
-  std::vector<at::Tensor> inputs{on_device(sample, true), on_device(timestep, false),
-                                 reads_states ? on_device(encoder_hidden_states, true) : at::Tensor(),
-                                 on_device(added.text_embeds, false), on_device(added.time_ids, false),
-                                 on_device(added.image_embeds, true), on_device(added.class_labels, false)};
-  constexpr std::size_t kControlInputs = 7;  // a ControlNet's residuals follow the fixed inputs
-  if (control) {
-    for (const at::Tensor& residual : control->down) inputs.push_back(on_device(residual, true));
-    inputs.push_back(on_device(control->mid, true));
+  const bool reads_states = !encoder_hid_proj_ && !given.projected;
+  UNetInputs in;
+  in.sample = on_device(given.sample, true);
+  in.timestep = on_device(given.timestep, false);
+  in.encoder_hidden_states = reads_states ? on_device(given.encoder_hidden_states, true) : at::Tensor();
+  in.added = UNetAddedConditions{on_device(given.added.text_embeds, false), on_device(given.added.time_ids, false),
+                                 on_device(given.added.image_embeds, true),
+                                 on_device(given.added.class_labels, false)};
+  if (given.control) {
+    UNetControlResiduals control;
+    for (const at::Tensor& residual : given.control->down) control.down.push_back(on_device(residual, true));
+    control.mid = on_device(given.control->mid, true);
+    in.control = std::move(control);
   }
-  const std::size_t num_inputs = inputs.size();
-  const auto control_in = [num_inputs](const std::vector<at::Tensor>& in) {
-    UNetControlResiduals residuals;
-    if (num_inputs == kControlInputs) return residuals;
-    residuals.down.assign(in.begin() + kControlInputs, in.begin() + static_cast<std::ptrdiff_t>(num_inputs) - 1);
-    residuals.mid = in[num_inputs - 1];
-    return residuals;
-  };
+  in.projected = given.projected;
   // Streamed weights change address block by block, so a captured graph could not replay them.
-  if (streaming_active()) {
-    const UNetControlResiduals residuals = control_in(inputs);
-    return forward_on_device(inputs[0], inputs[1], inputs[2],
-                             UNetAddedConditions{inputs[3], inputs[4], inputs[5], inputs[6]}, projected,
-                             control ? &residuals : nullptr);
-  }
+  if (streaming_active()) return forward_on_device(in);
   // The projections change once per prompt: the graph's copy of them is refreshed only then.
   std::vector<CudaGraphCache::LastingInput> lasting;
-  if (projected) lasting.push_back({projected->storage(), projected->generation()});
+  if (in.projected) lasting.push_back({in.projected->storage(), in.projected->generation()});
+  const std::vector<at::Tensor> flat = graph_inputs(in);
+  const std::size_t count = flat.size();
+  const EncoderKeyValues* projected = in.projected;
   return graphs_.run(
-      inputs,
-      [this, projected, control, num_inputs, &control_in](const std::vector<at::Tensor>& in) {
+      flat,
+      [this, projected, count](const std::vector<at::Tensor>& captured) {
         c10::NoGradGuard no_grad_in_capture;
-        const UNetAddedConditions added_in{in[3], in[4], in[5], in[6]};
-        const UNetControlResiduals residuals = control_in(in);
-        const UNetControlResiduals* control_now = control ? &residuals : nullptr;
-        if (!projected) return forward_on_device(in[0], in[1], in[2], added_in, nullptr, control_now);
-        const EncoderKeyValues in_place = projected->over(in[num_inputs]);
-        return forward_on_device(in[0], in[1], in[2], added_in, &in_place, control_now);
+        UNetInputs replay = from_graph_inputs(captured, count);
+        if (!projected) return forward_on_device(replay);
+        const EncoderKeyValues in_place = projected->over(captured[count]);
+        replay.projected = &in_place;
+        return forward_on_device(replay);
       },
       lasting);
 }
 
-at::Tensor UNet2DConditionModel::forward_on_device(const at::Tensor& sample_in, const at::Tensor& timestep,
-                                                   const at::Tensor& encoder_hidden_states,
-                                                   const UNetAddedConditions& added,
-                                                   const EncoderKeyValues* projected,
-                                                   const UNetControlResiduals* control) const {
+at::Tensor UNet2DConditionModel::forward_on_device(const UNetInputs& in) const {
+  const at::Tensor& sample_in = in.sample;
+  const at::Tensor& timestep = in.timestep;
+  const at::Tensor& encoder_hidden_states = in.encoder_hidden_states;
+  const UNetAddedConditions& added = in.added;
+  const EncoderKeyValues* projected = in.projected;
+  const UNetControlResiduals* control = in.control ? &*in.control : nullptr;
   const int64_t batch = sample_in.size(0);
   const bool needs_image_embeds = encoder_hid_proj_ || image_add_embedding_;
   at::Tensor sample = sample_in;

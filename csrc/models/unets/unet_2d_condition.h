@@ -89,6 +89,17 @@ struct UNetControlResiduals {
   at::Tensor mid;
 };
 
+// One UNet call's inputs, by diffusers' forward argument names.
+struct UNetInputs {
+  at::Tensor sample;                 // [B, in_channels, H, W]
+  at::Tensor timestep;               // scalar, [B] or [1]
+  at::Tensor encoder_hidden_states;  // [B, S, cross_attention_dim]; unread with encoder_hid_dim_type "image_proj"
+  UNetAddedConditions added;
+  std::optional<UNetControlResiduals> control;  // down_block_additional_residuals, mid_block_additional_residual
+  // From project_encoder_states for these encoder states: cross-attention reads its keys and values there.
+  const EncoderKeyValues* projected = nullptr;
+};
+
 class UNet2DConditionModel {
  public:
   static UNet2DConditionModel load(const UNet2DConditionConfig& config,
@@ -99,6 +110,7 @@ class UNet2DConditionModel {
   // [B, S, cross_attention_dim] (ignored, may be undefined, with encoder_hid_dim_type "image_proj").
   // Returns [B, out_channels, H, W]. With `projected` (from project_encoder_states, for the same
   // encoder states), cross-attention reads its keys and values from there.
+  at::Tensor forward(const UNetInputs& inputs) const;
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep,
                      const at::Tensor& encoder_hidden_states,
                      const UNetAddedConditions& added = UNetAddedConditions(),
@@ -139,9 +151,7 @@ class UNet2DConditionModel {
   // The residuals must match the skip connections this sample makes, one for one.
   void check_control(const UNetControlResiduals& control, const at::Tensor& sample) const;
   // The forward proper, on inputs already on the model's device: the unit a CUDA graph captures.
-  at::Tensor forward_on_device(const at::Tensor& sample, const at::Tensor& timestep,
-                               const at::Tensor& encoder_hidden_states, const UNetAddedConditions& added,
-                               const EncoderKeyValues* projected, const UNetControlResiduals* control) const;
+  at::Tensor forward_on_device(const UNetInputs& in) const;
   // What cross-attention attends to: the encoder states, or the image tokens that replace them.
   at::Tensor encoder_states_for(const at::Tensor& encoder_hidden_states, const at::Tensor& image_embeds) const;
   at::Tensor time_embedding_for(const at::Tensor& timestep, int64_t batch, at::ScalarType dtype) const;

@@ -1,6 +1,7 @@
 // Mirrors diffusers StableDiffusionControlNetPipeline (pipelines/controlnet/pipeline_controlnet.py):
-// SD 1.x/2.x text-to-image with one ControlNet guiding the UNet at every step, inside the engine's
-// denoising loop. Python checks the arguments and preprocesses the control image.
+// SD 1.x/2.x text-to-image with one ControlNet guiding the UNet at every step: the text-to-image
+// steps, with the ControlNet's residuals as one more input of the denoising loop. Python checks the
+// arguments and preprocesses the control image.
 #pragma once
 
 #include <memory>
@@ -33,7 +34,7 @@ class StableDiffusionControlNetPipeline : public StableDiffusionPipeline {
 
   // Returns latents (output_latents) or the decoded images in [-1, 1]; height and width are the
   // control image's.
-  at::Tensor run(const StableDiffusionControlNetRequest& request);
+  PipelineResult run(const StableDiffusionControlNetRequest& request);
   std::vector<ModelCpuOffload::Component> offload_components() const {
     return controlnet_offload_components(text_encoder_, unet_, controlnet_, vae_);
   }

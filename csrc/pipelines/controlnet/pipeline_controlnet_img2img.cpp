@@ -1,6 +1,10 @@
 #include "pipelines/controlnet/pipeline_controlnet_img2img.h"
 
+#include <c10/core/GradMode.h>
+
 #include "core/errors.h"
+#include "pipelines/guiders/classifier_free_guidance.h"
+#include "pipelines/loop_inputs/controlnet_residuals.h"
 
 namespace nd {
 
@@ -14,8 +18,17 @@ StableDiffusionControlNetImg2ImgPipeline::StableDiffusionControlNetImg2ImgPipeli
   if (!controlnet_) throw ValueError("a ControlNet pipeline needs a controlnet");
 }
 
-at::Tensor StableDiffusionControlNetImg2ImgPipeline::run(const StableDiffusionControlNetImg2ImgRequest& request) {
-  return generate(request, controlnet_.get(), &request);
+PipelineResult StableDiffusionControlNetImg2ImgPipeline::run(const StableDiffusionControlNetImg2ImgRequest& r) {
+  c10::NoGradGuard no_grad;
+  // 3.-6. The prompt, the schedule cut by strength and the noised image latents, as image-to-image
+  PreparedCall call = prepare_image_to_image(r);
+  // 4. + 7.1 The control image and the steps the ControlNet guides
+  const ControlNetResiduals control(*controlnet_, r, call.batch_size, r.num_images_per_prompt,
+                                    does_classifier_free_guidance(r.guidance_scale),
+                                    call.window.timesteps.size(0), execution_device(), "control_image");
+  call.tensors["control_image"] = control.image();
+  // 8. Denoising loop, then the decode
+  return denoise(r, std::move(call), {&control});
 }
 
 }  // namespace nd

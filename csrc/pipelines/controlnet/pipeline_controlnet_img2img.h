@@ -1,7 +1,8 @@
 // Mirrors diffusers StableDiffusionControlNetImg2ImgPipeline
 // (pipelines/controlnet/pipeline_controlnet_img2img.py): SD 1.x/2.x image-to-image with one
-// ControlNet guiding the UNet at every step, inside the engine's denoising loop. Python checks the
-// arguments and preprocesses both images.
+// ControlNet guiding the UNet at every step: the image-to-image steps, with the ControlNet's
+// residuals as one more input of the denoising loop. Python checks the arguments and preprocesses
+// both images.
 #pragma once
 
 #include <memory>
@@ -23,7 +24,7 @@ class StableDiffusionControlNetImg2ImgPipeline : public StableDiffusionImg2ImgPi
                                            std::shared_ptr<AutoencoderKL> vae, std::shared_ptr<Scheduler> scheduler);
 
   // Returns latents (output_latents) or the decoded images in [-1, 1].
-  at::Tensor run(const StableDiffusionControlNetImg2ImgRequest& request);
+  PipelineResult run(const StableDiffusionControlNetImg2ImgRequest& request);
   std::vector<ModelCpuOffload::Component> offload_components() const {
     return controlnet_offload_components(text_encoder_, unet_, controlnet_, vae_);
   }

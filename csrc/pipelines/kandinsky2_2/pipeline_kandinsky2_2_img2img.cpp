@@ -4,9 +4,10 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
-#include "core/host_sync_check.h"
-#include "core/progress_bar.h"
 #include "core/random.h"
+#include "pipelines/denoisers/unet_denoiser.h"
+#include "pipelines/guiders/learned_variance_guidance.h"
+#include "pipelines/loop_inputs/added_conditions.h"
 
 namespace nd {
 
@@ -28,8 +29,7 @@ bool KandinskyV22Img2ImgPipeline::scheduler_learns_variance() const {
   return type == "learned" || type == "learned_range";
 }
 
-std::pair<at::Tensor, int64_t> KandinskyV22Img2ImgPipeline::get_timesteps(int64_t num_inference_steps,
-                                                                         double strength) const {
+TimestepWindow KandinskyV22Img2ImgPipeline::get_timesteps(int64_t num_inference_steps, double strength) const {
   // int() truncates the float product, as Python's.
   const int64_t init_timestep =
       std::min(static_cast<int64_t>(static_cast<double>(num_inference_steps) * strength), num_inference_steps);
@@ -38,7 +38,7 @@ std::pair<at::Tensor, int64_t> KandinskyV22Img2ImgPipeline::get_timesteps(int64_
   const int64_t first = std::min<int64_t>(t_start, all.size(0));
   // Unlike the SD img2img pipeline, diffusers neither multiplies t_start by the scheduler's order
   // nor calls set_begin_index here.
-  return {all.narrow(0, first, all.size(0) - first), num_inference_steps - t_start};
+  return {all.narrow(0, first, all.size(0) - first), num_inference_steps - t_start, 0};
 }
 
 at::Tensor KandinskyV22Img2ImgPipeline::prepare_latents(const at::Tensor& image_latents, const at::Tensor& timestep,
@@ -60,13 +60,15 @@ at::Tensor KandinskyV22Img2ImgPipeline::prepare_latents(const at::Tensor& image_
   return scheduler_->add_noise(init_latents, noise, timestep);
 }
 
-at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r) {
+PipelineResult KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r) {
   c10::NoGradGuard no_grad;
   if (!r.image_embeds.defined() || r.image_embeds.dim() != 2) {
     throw ValueError("`image_embeds` must be a 2-d tensor [batch, embedding_dim]");
   }
   if (!r.image.defined() || r.image.dim() != 4) throw ValueError("`image` must be a 4-d tensor [B, C, H, W]");
-  if (r.strength < 0) throw ValueError("The value of strength should in [0.0, 1.0] but is " + std::to_string(r.strength));
+  if (!(r.strength >= 0)) {
+    throw ValueError("The value of strength should in [0.0, 1.0] but is " + std::to_string(r.strength));
+  }
   if (r.num_inference_steps < 1) throw ValueError("`num_inference_steps` must be a positive integer");
   if (r.num_images_per_prompt < 1) throw ValueError("`num_images_per_prompt` must be a positive integer");
   const c10::Device device = execution_device();
@@ -107,65 +109,41 @@ at::Tensor KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest& r)
 
   // 5. set timesteps, then cut the schedule by strength
   scheduler_->set_timesteps(r.num_inference_steps, device, {}, {});
-  const auto [timesteps, num_steps] = get_timesteps(r.num_inference_steps, r.strength);
-  if (timesteps.size(0) == 0) {
+  const TimestepWindow window = get_timesteps(r.num_inference_steps, r.strength);
+  if (window.timesteps.size(0) == 0) {
     throw ValueError("After adjusting the num_inference_steps by strength parameter: " + std::to_string(r.strength) +
-                     ", the number of pipeline steps is " + std::to_string(num_steps) +
+                     ", the number of pipeline steps is " + std::to_string(window.num_inference_steps) +
                      " which is < 1 and not appropriate for this pipeline.");
   }
-  const at::Tensor latent_timestep = timesteps.narrow(0, 0, 1).repeat({batch_size * n});
+  const at::Tensor latent_timestep = window.timesteps.narrow(0, 0, 1).repeat({batch_size * n});
 
   // 6. Prepare latent variables
   tensors["latents"] = prepare_latents(latents, latent_timestep, dtype, r.generators);
 
-  // 7. Denoising loop
-  StepOptions step_options;
-  step_options.generators = r.generators;
-  const bool learned_variance = scheduler_learns_variance();
-  use_component("unet");
-  // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
-  const at::Tensor host_timesteps = timesteps.cpu();
-  LoopProjections projections(*unet_);
-  {
-    ProgressBar progress(timesteps.size(0), r.progress_bar);
-    for (int64_t i = 0; i < timesteps.size(0); ++i) {
-      const StepSyncCheck no_host_sync(i);
-      const at::Tensor t = timesteps[i];
-      const at::Tensor t_host = host_timesteps[i];
-      const at::Tensor& x = tensors["latents"];
-      const int64_t channels = x.size(1);
-      const at::Tensor model_input = cfg ? at::cat({x, x}, 0) : x;
-      UNetAddedConditions added;
-      added.image_embeds = tensors["image_embeds"];
-      at::Tensor noise_pred = unet_->forward(model_input, t, at::Tensor(), added, projections.of(at::Tensor(), added));
-      if (cfg) {
-        // Ref: diffusers: guidance on the noise half only; the variance comes from the text half.
-        const std::vector<at::Tensor> halves = noise_pred.split(channels, 1);
-        if (halves.size() != 2) {
-          throw ValueError("the UNet must predict noise and variance (" + std::to_string(2 * channels) +
-                           " channels), got " + std::to_string(noise_pred.size(1)));
-        }
-        const std::vector<at::Tensor> noise = halves[0].chunk(2, 0);
-        const at::Tensor variance_text = halves[1].chunk(2, 0)[1];
-        noise_pred = noise[0] + r.guidance_scale * (noise[1] - noise[0]);
-        noise_pred = at::cat({noise_pred, variance_text}, 1);
-      }
-      if (!learned_variance) noise_pred = noise_pred.split(channels, 1)[0];
-      tensors["latents"] = scheduler_->step(noise_pred, t_host, x, step_options).prev_sample;
-      run_step_callback(r.callback_on_step_end, i, t, tensors);
-      projections.after_step_callback(r.callback_on_step_end);
-      progress.update();
-    }
-  }
-  if (r.output_latents) {
-    free_components();
-    return tensors["latents"];
-  }
+  // 7. Denoising loop: the image embeddings as the UNet's added condition
+  const LearnedVarianceGuidance guider(r.guidance_scale, latents.size(1), scheduler_learns_variance());
+  const AddedConditions image_embeddings = AddedConditions::image();
+  UNetDenoiser denoiser(*unet_, /*encoder_states=*/"", {&image_embeddings});
+  DenoisingLoopSpec spec;
+  spec.window = window;
+  spec.scheduler = scheduler_.get();
+  spec.denoiser = &denoiser;
+  spec.guider = &guider;
+  spec.step_options.generators = r.generators;
+  spec.scales_model_input = false;
+  spec.progress_per_timestep = true;
+  spec.progress_bar = r.progress_bar;
+  spec.callback_on_step_end = r.callback_on_step_end;
+  spec.offload = offload_.get();
+  const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(tensors));
+  PipelineResult result{loop.latents, loop.num_timesteps};
   // 8. Decode without the codebook lookup.
-  use_component("movq");
-  at::Tensor decoded = movq_->decode(tensors["latents"], /*force_not_quantize=*/true).first;
+  if (!r.output_latents) {
+    use_component("movq");
+    result.output = movq_->decode(loop.latents, /*force_not_quantize=*/true).first;
+  }
   free_components();
-  return decoded;
+  return result;
 }
 
 std::vector<ModelCpuOffload::Component> KandinskyV22Img2ImgPipeline::offload_components() const {

@@ -16,6 +16,7 @@
 #include "models/autoencoders/vq_model.h"
 #include "models/unets/unet_2d_condition.h"
 #include "offload/model_offload.h"
+#include "pipelines/denoising_loop.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 
@@ -41,11 +42,11 @@ class KandinskyV22Img2ImgPipeline : public ModelOffloadSupport {
                               std::shared_ptr<VQModel> movq);
 
   // Returns latents (output_latents) or the decoded images in [-1, 1] ([B, 3, H, W]).
-  at::Tensor run(const KandinskyV22Img2ImgRequest& request);
+  PipelineResult run(const KandinskyV22Img2ImgRequest& request);
 
   // Ref: diffusers get_timesteps: the schedule from int(num_inference_steps * strength) steps
   // before its end, and that number of steps.
-  std::pair<at::Tensor, int64_t> get_timesteps(int64_t num_inference_steps, double strength) const;
+  TimestepWindow get_timesteps(int64_t num_inference_steps, double strength) const;
 
   void set_scheduler(std::shared_ptr<Scheduler> scheduler) { scheduler_ = std::move(scheduler); }
   const std::shared_ptr<Scheduler>& scheduler() const { return scheduler_; }

@@ -4,9 +4,8 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
-#include "core/host_sync_check.h"
-#include "core/progress_bar.h"
-#include "core/random.h"
+#include "pipelines/denoisers/prior_denoiser.h"
+#include "pipelines/guiders/classifier_free_guidance.h"
 
 namespace nd {
 namespace {
@@ -131,59 +130,39 @@ KandinskyPriorOutput KandinskyV22PriorPipeline::run(const KandinskyV22PriorReque
   // 2. Timesteps
   scheduler_->set_timesteps(r.num_inference_steps, device, {}, {});
   const at::Tensor timesteps = scheduler_->timesteps();
-  const at::Tensor schedule_host = timesteps.to(at::kCPU, at::kLong).contiguous();
-  const std::vector<int64_t> schedule(schedule_host.data_ptr<int64_t>(),
-                                      schedule_host.data_ptr<int64_t>() + schedule_host.numel());
 
   // 3. Latents. Ref: diffusers prepare_latents (in prompt_embeds' dtype).
   const int64_t embedding_dim = prior_->config().embedding_dim;
   const at::ScalarType dtype = tensors["prompt_embeds"].scalar_type();
-  if (r.latents.defined()) {
-    if (r.latents.dim() != 2 || r.latents.size(0) != batch_size || r.latents.size(1) != embedding_dim) {
-      throw ValueError("Unexpected latents shape, got " + c10::str(r.latents.sizes()) + ", expected [" +
-                       std::to_string(batch_size) + ", " + std::to_string(embedding_dim) + "]");
-    }
-    tensors["latents"] = r.latents.to(device);
-  } else {
-    if (r.generators.size() > 1 && static_cast<int64_t>(r.generators.size()) != batch_size) {
-      throw ValueError("You have passed a list of generators of length " + std::to_string(r.generators.size()) +
-                       ", but requested an effective batch size of " + std::to_string(batch_size) +
-                       ". Make sure the batch size matches the length of the generators.");
-    }
-    tensors["latents"] = randn_tensor({batch_size, embedding_dim}, r.generators, device, dtype);
+  if (r.latents.defined() &&
+      (r.latents.dim() != 2 || r.latents.size(0) != batch_size || r.latents.size(1) != embedding_dim)) {
+    throw ValueError("Unexpected latents shape, got " + c10::str(r.latents.sizes()) + ", expected [" +
+                     std::to_string(batch_size) + ", " + std::to_string(embedding_dim) + "]");
   }
-  tensors["latents"] = tensors["latents"] * scheduler_->init_noise_sigma().to(device);
+  tensors["latents"] = initial_noise(r.latents, {batch_size, embedding_dim}, r.generators, device, dtype, *scheduler_);
 
   // 4. Denoising loop
-  StepOptions step_options;
-  step_options.generators = r.generators;
-  use_component("prior");
-  // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
-  const at::Tensor host_timesteps = timesteps.cpu();
-  {
-    ProgressBar progress(static_cast<int64_t>(schedule.size()), r.progress_bar);
-    for (std::size_t i = 0; i < schedule.size(); ++i) {
-      const StepSyncCheck no_host_sync(static_cast<int64_t>(i));
-      const at::Tensor t = timesteps[static_cast<int64_t>(i)];
-      const at::Tensor t_host = host_timesteps[static_cast<int64_t>(i)];
-      const at::Tensor model_input = cfg ? at::cat({tensors["latents"], tensors["latents"]}, 0) : tensors["latents"];
-      at::Tensor predicted = prior_->forward(model_input, t, tensors["prompt_embeds"],
-                                             tensors["text_encoder_hidden_states"], tensors["text_mask"]);
-      if (cfg) {
-        const std::vector<at::Tensor> parts = predicted.chunk(2, 0);
-        predicted = parts[0] + r.guidance_scale * (parts[1] - parts[0]);
-      }
-      step_options.prev_timestep =
-          i + 1 == schedule.size() ? std::nullopt : std::optional<int64_t>(schedule[i + 1]);
-      tensors["latents"] = scheduler_->step(predicted, t_host, tensors["latents"], step_options).prev_sample;
-      run_step_callback(r.callback_on_step_end, static_cast<int64_t>(i), t, tensors);
-      progress.update();
-    }
-  }
+  const std::unique_ptr<Guider> guider = classifier_free_guidance_or_none(r.guidance_scale);
+  PriorDenoiser denoiser(*prior_);
+  DenoisingLoopSpec spec;
+  spec.window = {timesteps, timesteps.size(0), 0};
+  spec.scheduler = scheduler_.get();
+  spec.denoiser = &denoiser;
+  spec.guider = guider.get();
+  spec.step_options.generators = r.generators;
+  spec.scales_model_input = false;
+  spec.passes_prev_timestep = true;
+  spec.progress_per_timestep = true;
+  spec.progress_bar = r.progress_bar;
+  spec.callback_on_step_end = r.callback_on_step_end;
+  spec.offload = offload_.get();
+  spec.component = "prior";
+  const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(tensors));
 
   // 5. Un-normalize, and the negative image embedding
-  const at::Tensor latents = prior_->post_process_latents(tensors["latents"]);
+  const at::Tensor latents = prior_->post_process_latents(loop.latents);
   KandinskyPriorOutput out;
+  out.num_timesteps = loop.num_timesteps;
   if (!has_negative) {
     out.image_embeds = latents;
     out.negative_image_embeds = get_zero_embed(latents.size(0)).to(latents.device());

@@ -18,6 +18,7 @@
 #include "models/clip/modeling_clip.h"
 #include "models/transformers/prior_transformer.h"
 #include "offload/model_offload.h"
+#include "pipelines/denoising_loop.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
@@ -40,6 +41,7 @@ struct KandinskyV22PriorRequest {
 struct KandinskyPriorOutput {
   at::Tensor image_embeds;           // [B * num_images_per_prompt, clip_embed_dim]
   at::Tensor negative_image_embeds;  // same shape
+  int64_t num_timesteps = 0;         // diffusers' num_timesteps
 };
 
 class KandinskyV22PriorPipeline : public ModelOffloadSupport {

@@ -4,9 +4,8 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
-#include "core/host_sync_check.h"
-#include "core/progress_bar.h"
-#include "core/random.h"
+#include "pipelines/denoisers/unet_denoiser.h"
+#include "pipelines/guiders/classifier_free_guidance.h"
 
 namespace nd {
 
@@ -22,9 +21,8 @@ StableDiffusionPipeline::StableDiffusionPipeline(std::shared_ptr<CLIPTokenizer> 
   }
 }
 
-at::Tensor StableDiffusionPipeline::encode_text(const std::vector<std::string>& texts,
-                                                       int64_t max_length,
-                                                       std::optional<int64_t> clip_skip) const {
+at::Tensor StableDiffusionPipeline::encode_text(const std::vector<std::string>& texts, int64_t max_length,
+                                                std::optional<int64_t> clip_skip) const {
   if (!tokenizer_ || !text_encoder_) {
     throw ValueError("a prompt needs the pipeline's tokenizer and text_encoder; pass prompt_embeds instead");
   }
@@ -72,56 +70,57 @@ std::pair<at::Tensor, at::Tensor> StableDiffusionPipeline::encode_prompt(
   return {prompt_embeds, negative};
 }
 
-at::Tensor StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, StepTensors tensors,
-                                            const TimestepWindow& window, const LoopConditioning& conditioning) {
-  // Ref: diffusers: guidance applies when guidance_scale > 1 (and the UNet has no time_cond_proj).
-  const bool cfg = r.guidance_scale > 1.0;
-  StepOptions step_options;
-  step_options.eta = r.eta;
-  step_options.generators = r.generators;
-  const at::Tensor& timesteps = window.timesteps;
-  const int64_t order = scheduler_->order();
-  const int64_t num_warmup_steps = timesteps.size(0) - window.num_inference_steps * order;
-  use_component("unet");
-  // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
-  const at::Tensor host_timesteps = timesteps.cpu();
-  LoopProjections projections(*unet_);
-  {
-    ProgressBar progress(window.num_inference_steps, r.progress_bar);
-    for (int64_t i = 0; i < timesteps.size(0); ++i) {
-      const StepSyncCheck no_host_sync(i);
-      const at::Tensor t = timesteps[i];
-      const at::Tensor t_host = host_timesteps[i];
-      const at::Tensor& latents = tensors["latents"];
-      at::Tensor model_input = cfg ? at::cat({latents, latents}, 0) : latents;
-      model_input = scheduler_->scale_model_input(model_input, t_host);
-      const at::Tensor& prompt_embeds = tensors["prompt_embeds"];
-      const ControlNetGuidance* control = conditioning.control;
-      const std::optional<UNetControlResiduals> residuals =
-          control ? control->residuals(i, model_input, latents, t, t_host, prompt_embeds,
-                                       tensors.at(control->tensor_name()), *scheduler_)
-                  : std::nullopt;
-      if (conditioning.image.defined()) model_input = at::cat({model_input, conditioning.image}, 1);
-      UNetAddedConditions added;
-      added.class_labels = conditioning.class_labels;
-      at::Tensor noise_pred = unet_->forward(model_input, t, prompt_embeds, added, projections.of(prompt_embeds, {}),
-                                             residuals ? &*residuals : nullptr);
-      if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
-      tensors["latents"] = scheduler_->step(noise_pred, t_host, latents, step_options).prev_sample;
-      run_step_callback(r.callback_on_step_end, i, t, tensors);
-      projections.after_step_callback(r.callback_on_step_end);
-      if (progress_bar_advances(i, timesteps.size(0), num_warmup_steps, order)) progress.update();
-    }
+PreparedCall StableDiffusionPipeline::encode_prompt_tensors(const StableDiffusionRequest& r) {
+  const bool cfg = does_classifier_free_guidance(r.guidance_scale);
+  auto [prompt_embeds, negative_prompt_embeds] = encode_prompt(r, cfg);
+  PreparedCall call;
+  call.batch_size = prompt_embeds.size(0);  // already x num_images_per_prompt
+  call.tensors["prompt_embeds"] = cfg ? at::cat({negative_prompt_embeds, prompt_embeds}, 0) : prompt_embeds;
+  if (cfg) call.tensors["negative_prompt_embeds"] = negative_prompt_embeds;
+  return call;
+}
+
+PreparedCall StableDiffusionPipeline::prepare_text_to_image(const StableDiffusionRequest& r) {
+  const c10::Device device = execution_device();
+  const int64_t vsf = vae_->config().scale_factor();
+  // 3. Encode input prompt
+  PreparedCall call = encode_prompt_tensors(r);
+  // 4. Prepare timesteps
+  const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
+  call.window = full_schedule(*scheduler_, num_steps);
+  // 5. Prepare latent variables
+  call.tensors["latents"] =
+      initial_noise(r.latents, {call.batch_size, unet_->config().in_channels, r.height / vsf, r.width / vsf},
+                    r.generators, device, call.tensors["prompt_embeds"].scalar_type(), *scheduler_);
+  return call;
+}
+
+PipelineResult StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, PreparedCall call,
+                                                const std::vector<const LoopInput*>& inputs) {
+  const std::unique_ptr<Guider> guider = classifier_free_guidance_or_none(r.guidance_scale, r.guidance_rescale);
+  UNetDenoiser denoiser(*unet_, "prompt_embeds", inputs);
+  DenoisingLoopSpec spec;
+  spec.window = call.window;
+  spec.scheduler = scheduler_.get();
+  spec.denoiser = &denoiser;
+  spec.guider = guider.get();
+  spec.step_options.eta = r.eta;
+  spec.step_options.generators = r.generators;
+  spec.progress_bar = r.progress_bar;
+  spec.callback_on_step_end = r.callback_on_step_end;
+  spec.callback = r.callback;
+  spec.callback_steps = r.callback_steps;
+  spec.offload = offload_.get();
+  // 7. Denoising loop
+  const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(call.tensors));
+  PipelineResult result{loop.latents, loop.num_timesteps};
+  // 8. Decode: latents / scaling_factor through the VAE (upcast only for the x4 upscaler, as diffusers).
+  if (!r.output_latents) {
+    use_component("vae");
+    result.output = decode_latents(*vae_, loop.latents, call.upcast_vae);
   }
-  if (r.output_latents) {
-    free_components();
-    return tensors["latents"];
-  }
-  // Decode: latents / scaling_factor through the VAE (upcast only for the x4 upscaler, as diffusers).
-  use_component("vae");
-  at::Tensor image = decode_latents(*vae_, tensors["latents"], conditioning.upcast_vae);
   free_components();
-  return image;
+  return result;
 }
 
 std::vector<ModelCpuOffload::Component> StableDiffusionPipeline::offload_components() const {
@@ -132,56 +131,15 @@ std::vector<ModelCpuOffload::Component> StableDiffusionPipeline::offload_compone
   return components;
 }
 
-at::Tensor StableDiffusionPipeline::run(const StableDiffusionRequest& r) {
+PipelineResult StableDiffusionPipeline::run(const StableDiffusionRequest& r) {
+  c10::NoGradGuard no_grad;
   // Ref: diffusers StableDiffusionPipeline.check_inputs (the ControlNet pipeline takes the control
   // image's size instead, already a multiple of the VAE's scale factor).
   if (r.height % 8 != 0 || r.width % 8 != 0) {
     throw ValueError("`height` and `width` have to be divisible by 8 but are " + std::to_string(r.height) + " and " +
                      std::to_string(r.width) + ".");
   }
-  return generate(r, nullptr, nullptr);
-}
-
-at::Tensor StableDiffusionPipeline::generate(const StableDiffusionRequest& r, const ControlNetModel* controlnet,
-                                             const ControlNetRequest* control) {
-  c10::NoGradGuard no_grad;
-  const c10::Device device = execution_device();
-  const int64_t vsf = vae_->config().scale_factor();
-  const bool cfg = r.guidance_scale > 1.0;
-
-  // 3. Encode input prompt
-  auto [prompt_embeds, negative_prompt_embeds] = encode_prompt(r, cfg);
-  const int64_t batch_size = prompt_embeds.size(0);  // already x num_images_per_prompt
-
-  // 4. Prepare timesteps
-  const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
-
-  // 5. Prepare latent variables: Ref: diffusers prepare_latents, scaled by the initial sigma.
-  if (r.generators.size() > 1 && static_cast<int64_t>(r.generators.size()) != batch_size) {
-    throw ValueError("You have passed a list of generators of length " + std::to_string(r.generators.size()) +
-                     ", but requested an effective batch size of " + std::to_string(batch_size) +
-                     ". Make sure the batch size matches the length of the generators.");
-  }
-  at::Tensor latents = r.latents.defined()
-                           ? r.latents.to(device)
-                           : randn_tensor({batch_size, unet_->config().in_channels, r.height / vsf, r.width / vsf},
-                                          r.generators, device, prompt_embeds.scalar_type());
-  latents = latents * scheduler_->init_noise_sigma().to(latents.device());
-
-  // 7. Denoising loop
-  StepTensors tensors{{"latents", latents},
-                      {"prompt_embeds", cfg ? at::cat({negative_prompt_embeds, prompt_embeds}, 0) : prompt_embeds}};
-  if (cfg) tensors["negative_prompt_embeds"] = negative_prompt_embeds;
-  const TimestepWindow window{scheduler_->timesteps(), num_steps};
-  std::optional<ControlNetGuidance> guidance;
-  if (controlnet) {
-    guidance.emplace(*controlnet, *control, batch_size, r.num_images_per_prompt, cfg, window.timesteps.size(0), device,
-                     "image");
-    tensors["image"] = guidance->image();
-  }
-  LoopConditioning conditioning;
-  conditioning.control = guidance ? &*guidance : nullptr;
-  return denoise(r, std::move(tensors), window, conditioning);
+  return denoise(r, prepare_text_to_image(r));
 }
 
 }  // namespace nd

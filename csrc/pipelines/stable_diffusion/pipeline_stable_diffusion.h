@@ -1,7 +1,7 @@
 // Mirrors diffusers StableDiffusionPipeline (pipelines/stable_diffusion/pipeline_stable_diffusion.py):
-// text-to-image for the SD 1.x/2.x family, and what the image-to-image pipeline shares with it
-// (prompt encoding, the denoising loop, the decode). Python checks arguments; nothing here calls
-// back into Python unless the caller installs a step callback.
+// text-to-image for the SD 1.x/2.x family, and the steps the other SD 1.x/2.x pipelines build on
+// (prompt encoding, the prepared call, the denoising loop and the decode). Python checks
+// arguments; nothing here calls back into Python unless the caller installs a step callback.
 #pragma once
 
 #include <ATen/core/Generator.h>
@@ -17,7 +17,8 @@
 #include "models/clip/modeling_clip.h"
 #include "models/unets/unet_2d_condition.h"
 #include "offload/model_offload.h"
-#include "pipelines/controlnet/controlnet_utils.h"
+#include "pipelines/denoising_loop.h"
+#include "pipelines/loop_inputs/loop_input.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
@@ -43,16 +44,18 @@ struct StableDiffusionRequest {
   bool output_latents = false;
   bool progress_bar = true;
   StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, negative_prompt_embeds
+  LegacyStepCallback callback;        // diffusers' deprecated callback / callback_steps
+  int64_t callback_steps = 1;
 };
 
-// What some SD 1.x/2.x pipelines add to every UNet call of the shared loop, and to its decode.
-struct LoopConditioning {
-  const ControlNetGuidance* control = nullptr;  // the ControlNet pipelines
-  // The x4 upscaler: its noised low-resolution image, appended to the scaled model input's channels,
-  // and its noise level, the UNet's class labels; the decode upcasts a float16 VAE with force_upcast.
-  at::Tensor image;
-  at::Tensor class_labels;
-  bool upcast_vae = false;
+// What the steps before the denoising loop hand to it.
+struct PreparedCall {
+  // latents, prompt_embeds ([negative; positive] under guidance), negative_prompt_embeds, and what a
+  // pipeline adds for its callback (the ControlNet's image).
+  StepTensors tensors;
+  TimestepWindow window;
+  int64_t batch_size = 0;  // prompts x num_images_per_prompt
+  bool upcast_vae = false;  // the decode upcasts a float16 VAE with force_upcast (the x4 upscaler)
 };
 
 class StableDiffusionPipeline : public ModelOffloadSupport {
@@ -63,7 +66,7 @@ class StableDiffusionPipeline : public ModelOffloadSupport {
   virtual ~StableDiffusionPipeline() = default;
 
   // Text-to-image. Returns latents (output_latents) or the decoded images in [-1, 1].
-  at::Tensor run(const StableDiffusionRequest& request);
+  PipelineResult run(const StableDiffusionRequest& request);
 
   // Ref: diffusers StableDiffusionPipeline.encode_prompt. Returns (prompt_embeds,
   // negative_prompt_embeds), the latter undefined without guidance.
@@ -76,12 +79,13 @@ class StableDiffusionPipeline : public ModelOffloadSupport {
   std::vector<ModelCpuOffload::Component> offload_components() const;
 
  protected:
-  // Text-to-image, guided by `controlnet` when given (StableDiffusionControlNetPipeline).
-  at::Tensor generate(const StableDiffusionRequest& r, const ControlNetModel* controlnet,
-                      const ControlNetRequest* control);
-  // The loop every SD 1.x/2.x pipeline runs over `window`, then the decode (or the latents).
-  at::Tensor denoise(const StableDiffusionRequest& r, StepTensors tensors, const TimestepWindow& window,
-                     const LoopConditioning& conditioning = LoopConditioning());
+  // Steps 3.-5. of text-to-image: the prompt, the full schedule and the initial noise.
+  PreparedCall prepare_text_to_image(const StableDiffusionRequest& r);
+  // Step 3. and the callback's prompt tensors of every SD 1.x/2.x pipeline.
+  PreparedCall encode_prompt_tensors(const StableDiffusionRequest& r);
+  // The denoising loop over the prepared call, the UNet called with `inputs`, then the decode.
+  PipelineResult denoise(const StableDiffusionRequest& r, PreparedCall call,
+                         const std::vector<const LoopInput*>& inputs = {});
   c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   // What the pipeline runs once the prompt is encoded: its text encoder's weights hand over to it.

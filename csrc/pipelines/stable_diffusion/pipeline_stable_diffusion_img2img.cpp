@@ -20,56 +20,31 @@ at::Tensor StableDiffusionImg2ImgPipeline::prepare_latents(const at::Tensor& ima
   return scheduler_->add_noise(init_latents, noise, timestep.reshape({1}).expand({init_latents.size(0)}));
 }
 
-at::Tensor StableDiffusionImg2ImgPipeline::run(const StableDiffusionImg2ImgRequest& r) {
-  return generate(r, nullptr, nullptr);
-}
-
-at::Tensor StableDiffusionImg2ImgPipeline::generate(const StableDiffusionImg2ImgRequest& r,
-                                                    const ControlNetModel* controlnet,
-                                                    const ControlNetRequest* control) {
-  c10::NoGradGuard no_grad;
-  if (r.strength < 0 || r.strength > 1) {
-    throw ValueError("The value of strength should in [0.0, 1.0] but is " + std::to_string(r.strength));
-  }
+PreparedCall StableDiffusionImg2ImgPipeline::prepare_image_to_image(const StableDiffusionImg2ImgRequest& r) {
   if (!r.image.defined() || r.image.dim() != 4) throw ValueError("`image` must be a 4-d tensor [B, C, H, W]");
   const c10::Device device = execution_device();
-  // Ref: diffusers: guidance applies when guidance_scale > 1 (and the UNet has no time_cond_proj).
-  const bool cfg = r.guidance_scale > 1.0;
-
   // 3. Encode input prompt
-  auto [prompt_embeds, negative_prompt_embeds] = encode_prompt(r, cfg);
-  const int64_t batch_size = prompt_embeds.size(0);  // already × num_images_per_prompt
-
+  PreparedCall call = encode_prompt_tensors(r);
   // 5. set timesteps, then cut the schedule by strength
   const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
-  const TimestepWindow window = get_timesteps(*scheduler_, num_steps, r.strength, std::nullopt);
-  const at::Tensor& timesteps = window.timesteps;
+  call.window = get_timesteps(*scheduler_, num_steps, r.strength, std::nullopt);
+  const at::Tensor& timesteps = call.window.timesteps;
   if (timesteps.size(0) == 0) {
     throw ValueError("After adjusting the num_inference_steps by strength parameter: " + std::to_string(r.strength) +
-                     ", the number of pipelinesteps is " + std::to_string(window.num_inference_steps) +
+                     ", the number of pipelinesteps is " + std::to_string(call.window.num_inference_steps) +
                      " which is < 1 and not appropriate for this pipeline.");
   }
-
   // 6. Prepare latent variables
-  StepTensors tensors{
-      {"latents", r.latents.defined() ? r.latents.to(device)
-                                      : prepare_latents(r.image, timesteps[0], batch_size, prompt_embeds.scalar_type(),
-                                                        r.generators)},
-      {"prompt_embeds", cfg ? at::cat({negative_prompt_embeds, prompt_embeds}, 0) : prompt_embeds}};
-  if (cfg) tensors["negative_prompt_embeds"] = negative_prompt_embeds;
+  call.tensors["latents"] =
+      r.latents.defined() ? r.latents.to(device)
+                          : prepare_latents(r.image, timesteps[0], call.batch_size,
+                                            call.tensors["prompt_embeds"].scalar_type(), r.generators);
+  return call;
+}
 
-  // 7.1 The ControlNet's conditioning image and the steps it guides
-  std::optional<ControlNetGuidance> guidance;
-  if (controlnet) {
-    guidance.emplace(*controlnet, *control, batch_size, r.num_images_per_prompt, cfg, timesteps.size(0), device,
-                     "control_image");
-    tensors["control_image"] = guidance->image();
-  }
-
-  // 8. Denoising loop, then the decode
-  LoopConditioning conditioning;
-  conditioning.control = guidance ? &*guidance : nullptr;
-  return denoise(r, std::move(tensors), window, conditioning);
+PipelineResult StableDiffusionImg2ImgPipeline::run(const StableDiffusionImg2ImgRequest& r) {
+  c10::NoGradGuard no_grad;
+  return denoise(r, prepare_image_to_image(r));
 }
 
 }  // namespace nd

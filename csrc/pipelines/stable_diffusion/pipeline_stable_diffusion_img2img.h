@@ -19,12 +19,11 @@ class StableDiffusionImg2ImgPipeline : public StableDiffusionPipeline {
   using StableDiffusionPipeline::StableDiffusionPipeline;
 
   // Returns latents (output_latents) or the decoded images in [-1, 1] ([B, 3, H, W]).
-  at::Tensor run(const StableDiffusionImg2ImgRequest& request);
+  PipelineResult run(const StableDiffusionImg2ImgRequest& request);
 
  protected:
-  // Image-to-image, guided by `controlnet` when given (StableDiffusionControlNetImg2ImgPipeline).
-  at::Tensor generate(const StableDiffusionImg2ImgRequest& r, const ControlNetModel* controlnet,
-                      const ControlNetRequest* control);
+  // Steps 3.-6.: the prompt, the schedule cut by strength, the noised image latents.
+  PreparedCall prepare_image_to_image(const StableDiffusionImg2ImgRequest& r);
 
  private:
   // The init image's encode runs between the prompt and the UNet.

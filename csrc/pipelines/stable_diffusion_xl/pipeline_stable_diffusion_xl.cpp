@@ -6,9 +6,10 @@
 #include <algorithm>
 
 #include "core/errors.h"
-#include "core/host_sync_check.h"
-#include "core/progress_bar.h"
 #include "core/random.h"
+#include "pipelines/denoisers/unet_denoiser.h"
+#include "pipelines/guiders/classifier_free_guidance.h"
+#include "pipelines/loop_inputs/added_conditions.h"
 
 namespace nd {
 namespace {
@@ -159,52 +160,39 @@ at::Tensor StableDiffusionXLPipeline::add_time_ids_tensor(const std::vector<doub
   return at::tensor(values, at::TensorOptions().dtype(at::kDouble)).to(dtype).reshape({1, -1});
 }
 
-at::Tensor StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r, at::Tensor latents,
-                                              Conditioning cond, const TimestepWindow& window,
-                                              int64_t num_warmup_steps) {
-  const bool cfg = r.guidance_scale > 1.0;
+PipelineResult StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r, at::Tensor latents,
+                                                  Conditioning cond, TimestepWindow window) {
   const c10::Device device = execution_device();
+  // 8.1 Apply denoising_end
+  if (r.denoising_end) window = cut_at_denoising_end(window, *scheduler_, *r.denoising_end);
   StepTensors tensors{{"latents", std::move(latents)},
                       {"prompt_embeds", cond.prompt_embeds.to(device)},
                       {"add_text_embeds", cond.add_text_embeds.to(device)},
                       {"add_time_ids", cond.add_time_ids.to(device)}};
-  StepOptions step_options;
-  step_options.eta = r.eta;
-  step_options.generators = r.generators;
-  const int64_t order = scheduler_->order();
-  const int64_t count = window.timesteps.size(0);
-  use_component("unet");
-  // The scheduler reads timestep values; from a host copy, no step waits for the GPU.
-  const at::Tensor host_timesteps = window.timesteps.cpu();
-  LoopProjections projections(*unet_);
-  {
-    ProgressBar progress(window.num_inference_steps, r.progress_bar);
-    for (int64_t i = 0; i < count; ++i) {
-      const StepSyncCheck no_host_sync(i);
-      const at::Tensor t = window.timesteps[i];
-      const at::Tensor t_host = host_timesteps[i];
-      const at::Tensor& x = tensors["latents"];
-      at::Tensor model_input = scheduler_->scale_model_input(cfg ? at::cat({x, x}, 0) : x, t_host);
-      UNetAddedConditions added;
-      added.text_embeds = tensors["add_text_embeds"];
-      added.time_ids = tensors["add_time_ids"];
-      const at::Tensor& prompt_embeds = tensors["prompt_embeds"];
-      at::Tensor noise_pred = unet_->forward(model_input, t, prompt_embeds, added, projections.of(prompt_embeds, {}));
-      if (cfg) noise_pred = apply_classifier_free_guidance(noise_pred, r.guidance_scale, r.guidance_rescale);
-      tensors["latents"] = scheduler_->step(noise_pred, t_host, x, step_options).prev_sample;
-      run_step_callback(r.callback_on_step_end, i, t, tensors);
-      projections.after_step_callback(r.callback_on_step_end);
-      if (progress_bar_advances(i, count, num_warmup_steps, order)) progress.update();
-    }
+  const std::unique_ptr<Guider> guider = classifier_free_guidance_or_none(r.guidance_scale, r.guidance_rescale);
+  const AddedConditions text_time = AddedConditions::text_time();
+  UNetDenoiser denoiser(*unet_, "prompt_embeds", {&text_time});
+  DenoisingLoopSpec spec;
+  spec.window = std::move(window);
+  spec.scheduler = scheduler_.get();
+  spec.denoiser = &denoiser;
+  spec.guider = guider.get();
+  spec.step_options.eta = r.eta;
+  spec.step_options.generators = r.generators;
+  spec.progress_bar = r.progress_bar;
+  spec.callback_on_step_end = r.callback_on_step_end;
+  spec.callback = r.callback;
+  spec.callback_steps = r.callback_steps;
+  spec.offload = offload_.get();
+  // 9. Denoising loop
+  const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(tensors));
+  PipelineResult result{loop.latents, loop.num_timesteps};
+  if (!r.output_latents) {
+    use_component("vae");
+    result.output = decode_latents(*vae_, loop.latents, /*force_upcast=*/true);
   }
-  if (r.output_latents) {
-    free_components();
-    return tensors["latents"];
-  }
-  use_component("vae");
-  at::Tensor image = decode_latents(*vae_, tensors["latents"], /*force_upcast=*/true);
   free_components();
-  return image;
+  return result;
 }
 
 std::vector<ModelCpuOffload::Component> StableDiffusionXLPipeline::offload_components() const {
@@ -218,7 +206,7 @@ std::vector<ModelCpuOffload::Component> StableDiffusionXLPipeline::offload_compo
   return components;
 }
 
-at::Tensor StableDiffusionXLPipeline::run(const StableDiffusionXLRequest& r) {
+PipelineResult StableDiffusionXLPipeline::run(const StableDiffusionXLRequest& r) {
   c10::NoGradGuard no_grad;
   const c10::Device device = execution_device();
   const int64_t vsf = vae_scale_factor();
@@ -226,7 +214,7 @@ at::Tensor StableDiffusionXLPipeline::run(const StableDiffusionXLRequest& r) {
     throw ValueError("`height` and `width` have to be divisible by " + std::to_string(vsf) + " but are " +
                      std::to_string(r.height) + " and " + std::to_string(r.width) + ".");
   }
-  const bool cfg = r.guidance_scale > 1.0;
+  const bool cfg = does_classifier_free_guidance(r.guidance_scale);
   // 3. Encode input prompt
   const SDXLPromptEmbeds embeds = encode_prompt(r, cfg);
   const int64_t batch = embeds.prompt_embeds.size(0);  // already x num_images_per_prompt
@@ -234,19 +222,10 @@ at::Tensor StableDiffusionXLPipeline::run(const StableDiffusionXLRequest& r) {
 
   // 4. Prepare timesteps
   const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
-  TimestepWindow window{scheduler_->timesteps(), num_steps};
 
   // 5. Prepare latent variables (scaled by the scheduler's initial sigma)
-  if (r.generators.size() > 1 && static_cast<int64_t>(r.generators.size()) != batch) {
-    throw ValueError("You have passed a list of generators of length " + std::to_string(r.generators.size()) +
-                     ", but requested an effective batch size of " + std::to_string(batch) +
-                     ". Make sure the batch size matches the length of the generators.");
-  }
-  at::Tensor latents = r.latents.defined()
-                           ? r.latents.to(device)
-                           : randn_tensor({batch, unet_->config().in_channels, r.height / vsf, r.width / vsf},
-                                          r.generators, device, dtype);
-  latents = latents * scheduler_->init_noise_sigma().to(latents.device());
+  at::Tensor latents = initial_noise(r.latents, {batch, unet_->config().in_channels, r.height / vsf, r.width / vsf},
+                                     r.generators, device, dtype, *scheduler_);
 
   // 7. Prepare added time ids & embeddings
   const ImageSize default_size{static_cast<double>(r.height), static_cast<double>(r.width)};
@@ -276,10 +255,8 @@ at::Tensor StableDiffusionXLPipeline::run(const StableDiffusionXLRequest& r) {
   // Ref: diffusers repeats the [negative; positive] pair, not each half.
   cond.add_time_ids = cond.add_time_ids.repeat({batch, 1});
 
-  // 8. Denoising loop
-  const int64_t num_warmup_steps = std::max<int64_t>(window.timesteps.size(0) - num_steps * scheduler_->order(), 0);
-  if (r.denoising_end) window = cut_at_denoising_end(window, *scheduler_, *r.denoising_end);
-  return denoise(r, latents, cond, window, num_warmup_steps);
+  // 8. Denoising loop, then the decode
+  return denoise(r, latents, cond, full_schedule(*scheduler_, num_steps));
 }
 
 }  // namespace nd

@@ -17,6 +17,7 @@
 #include "models/clip/modeling_clip.h"
 #include "models/unets/unet_2d_condition.h"
 #include "offload/model_offload.h"
+#include "pipelines/denoising_loop.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
@@ -61,7 +62,9 @@ struct StableDiffusionXLRequest {
 
   bool output_latents = false;
   bool progress_bar = true;
-  StepCallback callback_on_step_end;
+  StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, add_text_embeds, add_time_ids, ...
+  LegacyStepCallback callback;        // diffusers' deprecated callback / callback_steps
+  int64_t callback_steps = 1;
 };
 
 struct SDXLPromptEmbeds {
@@ -80,7 +83,7 @@ class StableDiffusionXLPipeline : public ModelOffloadSupport {
   virtual ~StableDiffusionXLPipeline() = default;
 
   // Returns latents (output_latents) or the decoded images in [-1, 1].
-  at::Tensor run(const StableDiffusionXLRequest& request);
+  PipelineResult run(const StableDiffusionXLRequest& request);
 
   // Ref: diffusers StableDiffusionXLPipeline.encode_prompt.
   SDXLPromptEmbeds encode_prompt(const StableDiffusionXLRequest& request, bool do_classifier_free_guidance) const;
@@ -101,10 +104,10 @@ class StableDiffusionXLPipeline : public ModelOffloadSupport {
   at::Tensor add_time_ids_tensor(const std::vector<double>& ids, int64_t text_encoder_projection_dim,
                                  at::ScalarType dtype, const std::string& hint) const;
   int64_t text_encoder_projection_dim(const SDXLPromptEmbeds& embeds) const;
-  // The loop of both pipelines, then the decode: callback tensors are SDXL's
-  // (latents, prompt_embeds, add_text_embeds, add_time_ids).
-  at::Tensor denoise(const StableDiffusionXLRequest& r, at::Tensor latents, Conditioning cond,
-                     const TimestepWindow& window, int64_t num_warmup_steps);
+  // The denoising loop of both pipelines over `window` (cut at denoising_end), then the decode:
+  // callback tensors are SDXL's (latents, prompt_embeds, add_text_embeds, add_time_ids, ...).
+  PipelineResult denoise(const StableDiffusionXLRequest& r, at::Tensor latents, Conditioning cond,
+                         TimestepWindow window);
   c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   // What the pipeline runs once the prompt is encoded: its text encoder's weights hand over to it.

@@ -5,6 +5,7 @@
 
 #include "core/errors.h"
 #include "core/random.h"
+#include "pipelines/guiders/classifier_free_guidance.h"
 
 namespace nd {
 
@@ -55,14 +56,11 @@ std::pair<at::Tensor, at::Tensor> StableDiffusionXLImg2ImgPipeline::get_add_time
           add_time_ids_tensor(negative, projection_dim, dtype, hint)};
 }
 
-at::Tensor StableDiffusionXLImg2ImgPipeline::run(const StableDiffusionXLRequest& r) {
+PipelineResult StableDiffusionXLImg2ImgPipeline::run(const StableDiffusionXLRequest& r) {
   c10::NoGradGuard no_grad;
-  if (r.strength < 0 || r.strength > 1) {
-    throw ValueError("The value of strength should in [0.0, 1.0] but is " + std::to_string(r.strength));
-  }
   if (!r.image.defined() || r.image.dim() != 4) throw ValueError("`image` must be a 4-d tensor [B, C, H, W]");
   const c10::Device device = execution_device();
-  const bool cfg = r.guidance_scale > 1.0;
+  const bool cfg = does_classifier_free_guidance(r.guidance_scale);
 
   // 3. Encode input prompt
   const SDXLPromptEmbeds embeds = encode_prompt(r, cfg);
@@ -71,7 +69,7 @@ at::Tensor StableDiffusionXLImg2ImgPipeline::run(const StableDiffusionXLRequest&
 
   // 5. Prepare timesteps: the strength cut, or the schedule below denoising_start
   const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
-  TimestepWindow window = get_timesteps(*scheduler_, num_steps, r.strength, r.denoising_start);
+  const TimestepWindow window = get_timesteps(*scheduler_, num_steps, r.strength, r.denoising_start);
   if (window.timesteps.size(0) == 0) {
     throw ValueError("After adjusting the num_inference_steps by strength parameter: " + std::to_string(r.strength) +
                      ", the number of pipelinesteps is " + std::to_string(window.num_inference_steps) +
@@ -107,11 +105,8 @@ at::Tensor StableDiffusionXLImg2ImgPipeline::run(const StableDiffusionXLRequest&
     cond.add_time_ids = at::cat({add_neg_time_ids.repeat({batch, 1}), cond.add_time_ids}, 0);
   }
 
-  // 9. Denoising loop
-  const int64_t num_warmup_steps =
-      std::max<int64_t>(window.timesteps.size(0) - window.num_inference_steps * scheduler_->order(), 0);
-  if (r.denoising_end) window = cut_at_denoising_end(window, *scheduler_, *r.denoising_end);
-  return denoise(r, latents, cond, window, num_warmup_steps);
+  // 9. Denoising loop, then the decode
+  return denoise(r, latents, cond, window);
 }
 
 }  // namespace nd

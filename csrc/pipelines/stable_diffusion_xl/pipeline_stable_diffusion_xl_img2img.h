@@ -19,7 +19,7 @@ class StableDiffusionXLImg2ImgPipeline : public StableDiffusionXLPipeline {
                                    bool requires_aesthetics_score);
 
   // Returns latents (output_latents) or the decoded images in [-1, 1].
-  at::Tensor run(const StableDiffusionXLRequest& request);
+  PipelineResult run(const StableDiffusionXLRequest& request);
 
  private:
   // The init image's encode runs between the prompt and the UNet.

@@ -271,10 +271,14 @@ class DiffusionPipeline:
 
     def _wrap_callback(self, callback, tensor_inputs):
         # The only path on which the engine calls into Python per step: the caller asked for it.
+        # Pipelines with diffusers' `interrupt` property stop when the callback sets `_interrupt`.
+        honours_interrupt = isinstance(getattr(type(self), "interrupt", None), property)
+
         def on_step(step: int, timestep: torch.Tensor, tensors: Dict[str, torch.Tensor]):
             kwargs = {k: tensors.get(k) for k in tensor_inputs}
             outputs = callback(self, step, timestep, kwargs) or {}
-            return {k: v for k, v in outputs.items() if k in self._callback_tensor_inputs}
+            replaced = {k: v for k, v in outputs.items() if k in self._callback_tensor_inputs}
+            return _C.StepCallbackOutput(replaced, honours_interrupt and bool(self.__dict__.get("_interrupt")))
 
         return on_step
 
@@ -290,6 +294,11 @@ class DiffusionPipeline:
     @property
     def num_timesteps(self):
         return self._num_timesteps
+
+    def _take_result(self, result):
+        """The engine's output tensor; its loop's timestep count becomes ``num_timesteps``."""
+        self._num_timesteps = result.num_timesteps
+        return result.output
 
     # -- device and dtype -------------------------------------------------------------------
     def _modules(self):
@@ -347,6 +356,7 @@ class DiffusionPipeline:
                           generator, output_type, timesteps=None, sigmas=None, latents=None,
                           callback_on_step_end=None, callback_on_step_end_tensor_inputs=None, guidance_rescale=0.0):
         """The request fields every SD-family call sets the same way, after diffusers' checks."""
+        self._interrupt = False
         self._check_output_type(output_type)
         self._check_custom_schedule(timesteps, sigmas)
         r.generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
@@ -365,10 +375,10 @@ class DiffusionPipeline:
             r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
 
     def _postprocess(self, result, output_type):
-        self._num_timesteps = len(self.scheduler.timesteps)
+        output = self._take_result(result)
         if output_type == "latent":
-            return result
-        return self.image_processor.postprocess(result, output_type=output_type)
+            return output
+        return self.image_processor.postprocess(output, output_type=output_type)
 
     def _adopt_engine(self, engine):
         # A rebuilt engine (a component was replaced) keeps the pipeline's offload setting.
@@ -508,8 +518,8 @@ class DiffusionPipeline:
         return f"{type(self).__name__}({parts})"
 
 
-class FreeUAndFusionMixin:
-    """What diffusers' ``StableDiffusionMixin`` gives the SD and SDXL pipelines besides the VAE
+class StableDiffusionMixin:
+    """What diffusers' ``StableDiffusionBase`` gives the SD and SDXL pipelines besides the VAE
     switches: FreeU, and fused QKV projections (see ``FusedProjectionsMixin``; the engine pipeline
     is rebuilt at the next call, so that an offload set up before re-copies the changed weights)."""
 

@@ -12,10 +12,10 @@ import torch
 from ... import _C
 from ...image_processor import VaeImageProcessor
 from ..pipeline_utils import DiffusionPipeline
-from ..stable_diffusion.pipeline_stable_diffusion import StableDiffusionMixin
+from ..stable_diffusion.pipeline_stable_diffusion import StableDiffusionBase
 
 
-class ControlNetMixin(StableDiffusionMixin):
+class ControlNetMixin(StableDiffusionBase):
     """The components, checks and control-image preparation of diffusers' SD ControlNet pipelines."""
 
     def __init__(self, vae, text_encoder, tokenizer, unet, controlnet, scheduler, safety_checker=None,

@@ -116,9 +116,7 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
             progress_bar=self._progress_bar_enabled(),
             callback_on_step_end=engine_callback,
         )
-        # Ref: diffusers get_timesteps: the steps left after the strength cut.
-        init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
-        self._num_timesteps = len(self.scheduler.timesteps[max(num_inference_steps - init_timestep, 0):])
+        result = self._take_result(result)
         image = result if output_type == "latent" else self.image_processor.postprocess(result, output_type)
         if not return_dict:
             return (image,)

@@ -80,7 +80,7 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
         engine_callback = None
         if callback_on_step_end is not None:
             engine_callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        image_embeddings, zero_embeds = self._engine_pipeline().run(
+        image_embeddings, zero_embeds, self._num_timesteps = self._engine_pipeline().run(
             prompt=prompt,
             negative_prompt=negative_prompt or [],
             num_images_per_prompt=int(num_images_per_prompt),
@@ -91,7 +91,6 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
             progress_bar=self._progress_bar_enabled(),
             callback_on_step_end=engine_callback,
         )
-        self._num_timesteps = len(self.scheduler.timesteps)
         if output_type == "np":
             image_embeddings = image_embeddings.cpu().numpy()
             zero_embeds = zero_embeds.cpu().numpy()

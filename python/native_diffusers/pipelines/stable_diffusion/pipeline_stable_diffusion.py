@@ -8,14 +8,14 @@ import torch
 
 from ... import _C
 from ...image_processor import VaeImageProcessor
-from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput, FreeUAndFusionMixin
+from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput, StableDiffusionMixin
 
 StableDiffusionPipelineOutput = ImagePipelineOutput
 
 
-class StableDiffusionMixin(FreeUAndFusionMixin):
-    """What diffusers' StableDiffusionPipeline and StableDiffusionImg2ImgPipeline share: components,
-    properties, and the prompt checks with diffusers' messages."""
+class StableDiffusionBase(StableDiffusionMixin):
+    """What the SD 1.x/2.x pipelines share (diffusers repeats it with "# Copied from"): components,
+    properties, the prompt checks with diffusers' messages, and the engine request."""
 
     _optional_components = ["safety_checker", "feature_extractor", "image_encoder"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
@@ -105,7 +105,7 @@ class StableDiffusionMixin(FreeUAndFusionMixin):
         self._check_prompt_pairs(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds)
 
 
-class StableDiffusionPipeline(StableDiffusionMixin, DiffusionPipeline):
+class StableDiffusionPipeline(StableDiffusionBase, DiffusionPipeline):
     _engine_class = _C.StableDiffusionPipeline
 
     @property

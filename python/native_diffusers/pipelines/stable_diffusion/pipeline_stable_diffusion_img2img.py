@@ -8,10 +8,10 @@ import torch
 
 from ... import _C
 from ..pipeline_utils import DiffusionPipeline
-from .pipeline_stable_diffusion import StableDiffusionMixin
+from .pipeline_stable_diffusion import StableDiffusionBase
 
 
-class StableDiffusionImg2ImgPipeline(StableDiffusionMixin, DiffusionPipeline):
+class StableDiffusionImg2ImgPipeline(StableDiffusionBase, DiffusionPipeline):
     _engine_class = _C.StableDiffusionImg2ImgPipeline
 
     def check_inputs(self, prompt, strength, callback_steps, negative_prompt=None, prompt_embeds=None,

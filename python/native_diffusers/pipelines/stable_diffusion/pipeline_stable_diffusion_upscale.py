@@ -11,13 +11,13 @@ import torch
 from ... import _C
 from ...image_processor import VaeImageProcessor
 from ..pipeline_utils import DiffusionPipeline
-from .pipeline_stable_diffusion import StableDiffusionMixin
+from .pipeline_stable_diffusion import StableDiffusionBase
 
 # Ref: diffusers StableDiffusionUpscalePipeline.__init__: the x4 upscaler's VAE latents are scaled by this.
 _UPSCALER_SCALING_FACTOR = 0.08333
 
 
-class StableDiffusionUpscalePipeline(StableDiffusionMixin, DiffusionPipeline):
+class StableDiffusionUpscalePipeline(StableDiffusionBase, DiffusionPipeline):
     _engine_class = _C.StableDiffusionUpscalePipeline
     _optional_components = ["watermarker", "safety_checker", "feature_extractor"]
 
@@ -77,21 +77,6 @@ class StableDiffusionUpscalePipeline(StableDiffusionMixin, DiffusionPipeline):
         if noise_level > self.config["max_noise_level"]:
             raise ValueError(f"`noise_level` has to be <= {self.config['max_noise_level']} but is {noise_level}")
 
-    def _legacy_callback(self, callback, callback_steps, num_inference_steps):
-        """diffusers' deprecated ``callback(step, timestep, latents)``, called every ``callback_steps`` steps
-        where its progress bar advances."""
-        order = getattr(self.scheduler, "order", 1)
-
-        def on_step(step: int, timestep: torch.Tensor, tensors: Dict[str, torch.Tensor]):
-            num_timesteps = len(self.scheduler.timesteps)
-            num_warmup_steps = num_timesteps - num_inference_steps * order
-            advances = step == num_timesteps - 1 or ((step + 1) > num_warmup_steps and (step + 1) % order == 0)
-            if advances and step % callback_steps == 0:
-                callback(step // order, timestep, tensors["latents"])
-            return {}
-
-        return on_step
-
     @torch.no_grad()
     def __call__(
         self,
@@ -133,7 +118,9 @@ class StableDiffusionUpscalePipeline(StableDiffusionMixin, DiffusionPipeline):
             output_type=output_type,
         )
         if callback is not None:
-            r.callback_on_step_end = self._legacy_callback(callback, callback_steps, int(num_inference_steps))
+            # diffusers' deprecated callback: the engine calls it where its progress bar advances.
+            r.callback = callback
+            r.callback_steps = int(callback_steps)
 
         # 4. Preprocess image (bicubic resize to a multiple of the VAE's scale factor, [-1, 1])
         r.image = self.image_processor.preprocess(image)

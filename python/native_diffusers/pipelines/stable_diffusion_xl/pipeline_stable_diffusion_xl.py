@@ -8,7 +8,7 @@ import torch
 
 from ... import _C
 from ...image_processor import VaeImageProcessor
-from ..pipeline_utils import DiffusionPipeline, FreeUAndFusionMixin
+from ..pipeline_utils import DiffusionPipeline, StableDiffusionMixin
 from .pipeline_output import StableDiffusionXLPipelineOutput
 
 _COMPONENTS = ["vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler",
@@ -21,7 +21,7 @@ def _as_list(value, batch_size: int) -> Optional[List[str]]:
     return batch_size * [value] if isinstance(value, str) else list(value)
 
 
-class StableDiffusionXLMixin(FreeUAndFusionMixin):
+class StableDiffusionXLMixin(StableDiffusionMixin):
     """The part of diffusers' two SDXL pipelines that is the same in both."""
 
     _optional_components = ["tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2", "image_encoder",
@@ -68,10 +68,6 @@ class StableDiffusionXLMixin(FreeUAndFusionMixin):
     @property
     def denoising_end(self):
         return self._denoising_end
-
-    @property
-    def interrupt(self):
-        return False
 
     # -- checks ---------------------------------------------------------------------------------
     def _check_prompts(self, prompt, prompt_2, negative_prompt, negative_prompt_2, prompt_embeds,

@@ -1,4 +1,4 @@
-#include "pipelines/controlnet/controlnet_utils.h"
+#include "pipelines/loop_inputs/controlnet_residuals.h"
 
 #include <ATen/ATen.h>
 
@@ -6,7 +6,7 @@
 
 namespace nd {
 
-ControlNetGuidance::ControlNetGuidance(const ControlNetModel& controlnet, const ControlNetRequest& r,
+ControlNetResiduals::ControlNetResiduals(const ControlNetModel& controlnet, const ControlNetRequest& r,
                                        int64_t batch_size, int64_t num_images_per_prompt,
                                        bool do_classifier_free_guidance, int64_t num_timesteps, c10::Device device,
                                        std::string tensor_name)
@@ -43,25 +43,23 @@ ControlNetGuidance::ControlNetGuidance(const ControlNetModel& controlnet, const 
   }
 }
 
-std::optional<UNetControlResiduals> ControlNetGuidance::residuals(int64_t i, const at::Tensor& model_input,
-                                                                  const at::Tensor& latents, const at::Tensor& t,
-                                                                  const at::Tensor& t_host,
-                                                                  const at::Tensor& prompt_embeds,
-                                                                  const at::Tensor& control_image,
-                                                                  Scheduler& scheduler) const {
-  const double cond_scale = conditioning_scale_ * keep_.at(static_cast<std::size_t>(i));
-  if (cond_scale == 0.0) return std::nullopt;
+void ControlNetResiduals::add_to(UNetInputs& call, const LoopStep& step) const {
+  const double cond_scale = conditioning_scale_ * keep_.at(static_cast<std::size_t>(step.index));
+  if (cond_scale == 0.0) return;
   // Ref: diffusers: in guess mode under guidance the ControlNet sees only the conditional half.
   const bool conditional_only = guess_mode_ && cfg_;
-  const at::Tensor control_input = conditional_only ? scheduler.scale_model_input(latents, t_host) : model_input;
+  const at::Tensor& prompt_embeds = step.tensors.at("prompt_embeds");
+  const at::Tensor control_input =
+      conditional_only ? step.scheduler.scale_model_input(step.latents, step.timestep_host) : step.model_input;
   const at::Tensor embeds = conditional_only ? prompt_embeds.chunk(2)[1] : prompt_embeds;
-  UNetControlResiduals out = controlnet_.forward(control_input, t, embeds, control_image, cond_scale, guess_mode_);
+  UNetControlResiduals out = controlnet_.forward(control_input, step.timestep, embeds,
+                                                 step.tensors.at(tensor_name_), cond_scale, guess_mode_);
   if (conditional_only) {
     // The unconditional half gets no residual.
     for (at::Tensor& residual : out.down) residual = at::cat({at::zeros_like(residual), residual}, 0);
     out.mid = at::cat({at::zeros_like(out.mid), out.mid}, 0);
   }
-  return out;
+  call.control = std::move(out);
 }
 
 }  // namespace nd
