@@ -132,40 +132,47 @@ void bind_stable_diffusion_xl(py::module_& m) {
 }
 
 void bind_kandinsky(py::module_& m) {
+  using R = KandinskyV22Img2ImgRequest;
+  py::class_<R>(m, "KandinskyV22Img2ImgRequest")
+      .def(py::init<>())
+      .def_readwrite("image_embeds", &R::image_embeds)
+      .def_readwrite("negative_image_embeds", &R::negative_image_embeds)
+      .def_readwrite("image", &R::image)
+      .def_readwrite("num_inference_steps", &R::num_inference_steps)
+      .def_readwrite("guidance_scale", &R::guidance_scale)
+      .def_readwrite("strength", &R::strength)
+      .def_readwrite("num_images_per_prompt", &R::num_images_per_prompt)
+      .def_readwrite("generators", &R::generators)
+      .def_readwrite("output_latents", &R::output_latents)
+      .def_readwrite("progress_bar", &R::progress_bar)
+      .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
+
   py::class_<KandinskyV22Img2ImgPipeline, std::shared_ptr<KandinskyV22Img2ImgPipeline>> decoder(
       m, "KandinskyV22Img2ImgPipeline");
   def_model_cpu_offload(decoder)
       .def(py::init<std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<Scheduler>, std::shared_ptr<VQModel>>(),
            py::arg("unet"), py::arg("scheduler"), py::arg("movq"))
-      .def(
-          "run",
-          [](KandinskyV22Img2ImgPipeline& self, const at::Tensor& image_embeds,
-             std::optional<at::Tensor> negative_image_embeds, const at::Tensor& image, int64_t num_inference_steps,
-             double guidance_scale, double strength, int64_t num_images_per_prompt,
-             std::vector<at::Generator> generators, bool output_latents, bool progress_bar,
-             StepCallback callback_on_step_end) {
-            KandinskyV22Img2ImgRequest r;
-            r.image_embeds = image_embeds;
-            if (negative_image_embeds) r.negative_image_embeds = *negative_image_embeds;
-            r.image = image;
-            r.num_inference_steps = num_inference_steps;
-            r.guidance_scale = guidance_scale;
-            r.strength = strength;
-            r.num_images_per_prompt = num_images_per_prompt;
-            r.generators = std::move(generators);
-            r.output_latents = output_latents;
-            r.progress_bar = progress_bar;
-            r.callback_on_step_end = std::move(callback_on_step_end);
-            py::gil_scoped_release release;
-            return self.run(r);
-          },
-          py::kw_only(), py::arg("image_embeds"), py::arg("negative_image_embeds"), py::arg("image"),
-          py::arg("num_inference_steps"), py::arg("guidance_scale"), py::arg("strength"),
-          py::arg("num_images_per_prompt"), py::arg("generators"), py::arg("output_latents"),
-          py::arg("progress_bar"), py::arg("callback_on_step_end"));
+      .def("run", &KandinskyV22Img2ImgPipeline::run, py::arg("request"), py::call_guard<py::gil_scoped_release>());
 }
 
 void bind_kandinsky_prior(py::module_& m) {
+  using R = KandinskyV22PriorRequest;
+  py::class_<R>(m, "KandinskyV22PriorRequest")
+      .def(py::init<>())
+      .def_readwrite("prompt", &R::prompt)
+      .def_readwrite("negative_prompt", &R::negative_prompt)
+      .def_readwrite("num_images_per_prompt", &R::num_images_per_prompt)
+      .def_readwrite("num_inference_steps", &R::num_inference_steps)
+      .def_readwrite("generators", &R::generators)
+      .def_readwrite("latents", &R::latents)
+      .def_readwrite("guidance_scale", &R::guidance_scale)
+      .def_readwrite("progress_bar", &R::progress_bar)
+      .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
+  py::class_<KandinskyPriorOutput>(m, "KandinskyPriorOutput")
+      .def_readonly("image_embeds", &KandinskyPriorOutput::image_embeds)
+      .def_readonly("negative_image_embeds", &KandinskyPriorOutput::negative_image_embeds)
+      .def_readonly("num_timesteps", &KandinskyPriorOutput::num_timesteps);
+
   py::class_<KandinskyV22PriorPipeline, std::shared_ptr<KandinskyV22PriorPipeline>> prior(
       m, "KandinskyV22PriorPipeline");
   def_model_cpu_offload(prior)
@@ -175,32 +182,7 @@ void bind_kandinsky_prior(py::module_& m) {
            py::arg("scheduler"))
       .def("get_zero_embed", &KandinskyV22PriorPipeline::get_zero_embed, py::arg("batch_size") = 1,
            py::call_guard<py::gil_scoped_release>())
-      .def(
-          "run",
-          [](KandinskyV22PriorPipeline& self, std::vector<std::string> prompt, std::vector<std::string> negative_prompt,
-             int64_t num_images_per_prompt, int64_t num_inference_steps, std::vector<at::Generator> generators,
-             std::optional<at::Tensor> latents, double guidance_scale, bool progress_bar,
-             StepCallback callback_on_step_end) {
-            KandinskyV22PriorRequest r;
-            r.prompt = std::move(prompt);
-            r.negative_prompt = std::move(negative_prompt);
-            r.num_images_per_prompt = num_images_per_prompt;
-            r.num_inference_steps = num_inference_steps;
-            r.generators = std::move(generators);
-            if (latents) r.latents = *latents;
-            r.guidance_scale = guidance_scale;
-            r.progress_bar = progress_bar;
-            r.callback_on_step_end = std::move(callback_on_step_end);
-            KandinskyPriorOutput out;
-            {
-              py::gil_scoped_release release;
-              out = self.run(r);
-            }
-            return py::make_tuple(out.image_embeds, out.negative_image_embeds, out.num_timesteps);
-          },
-          py::kw_only(), py::arg("prompt"), py::arg("negative_prompt"), py::arg("num_images_per_prompt"),
-          py::arg("num_inference_steps"), py::arg("generators"), py::arg("latents"), py::arg("guidance_scale"),
-          py::arg("progress_bar"), py::arg("callback_on_step_end"));
+      .def("run", &KandinskyV22PriorPipeline::run, py::arg("request"), py::call_guard<py::gil_scoped_release>());
 }
 
 void bind_stable_diffusion(py::module_& m) {

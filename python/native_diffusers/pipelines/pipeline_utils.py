@@ -519,9 +519,15 @@ class DiffusionPipeline:
 
 
 class StableDiffusionMixin:
-    """What diffusers' ``StableDiffusionBase`` gives the SD and SDXL pipelines besides the VAE
-    switches: FreeU, and fused QKV projections (see ``FusedProjectionsMixin``; the engine pipeline
-    is rebuilt at the next call, so that an offload set up before re-copies the changed weights)."""
+    """What diffusers' ``StableDiffusionMixin`` gives the SD and SDXL pipelines besides the VAE
+    switches (every pipeline here has those): FreeU, and fused QKV projections (the engine pipeline
+    is rebuilt at the next call, so that an offload set up before re-copies the changed weights);
+    and the ``interrupt`` property their loops honour (``pipe._interrupt = True`` in a step
+    callback skips the remaining steps)."""
+
+    @property
+    def interrupt(self):
+        return self.__dict__.get("_interrupt", False)
 
     def enable_freeu(self, s1: float, s2: float, b1: float, b2: float):
         """FreeU (https://huggingface.co/papers/2309.11497): b1/b2 amplify the backbone features, s1/s2

@@ -99,23 +99,21 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
         # Ref: diffusers passes (width, height) to preprocess(image, height, width): the swap is theirs.
         image = torch.cat([self.image_processor.preprocess(i, width, height) for i in image], dim=0)
 
-        engine_callback = None
+        r = _C.KandinskyV22Img2ImgRequest()
+        r.image_embeds = image_embeds
+        if negative_image_embeds is not None:
+            r.negative_image_embeds = negative_image_embeds
+        r.image = image
+        r.num_inference_steps = int(num_inference_steps)
+        r.guidance_scale = float(guidance_scale)
+        r.strength = float(strength)
+        r.num_images_per_prompt = int(num_images_per_prompt)
+        r.generators = generators
+        r.output_latents = output_type == "latent"
+        r.progress_bar = self._progress_bar_enabled()
         if callback_on_step_end is not None:
-            engine_callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-
-        result = self._engine_pipeline().run(
-            image_embeds=image_embeds,
-            negative_image_embeds=negative_image_embeds,
-            image=image,
-            num_inference_steps=int(num_inference_steps),
-            guidance_scale=float(guidance_scale),
-            strength=float(strength),
-            num_images_per_prompt=int(num_images_per_prompt),
-            generators=generators,
-            output_latents=output_type == "latent",
-            progress_bar=self._progress_bar_enabled(),
-            callback_on_step_end=engine_callback,
-        )
+            r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        result = self._engine_pipeline().run(r)
         result = self._take_result(result)
         image = result if output_type == "latent" else self.image_processor.postprocess(result, output_type)
         if not return_dict:

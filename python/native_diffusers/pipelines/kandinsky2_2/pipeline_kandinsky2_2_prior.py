@@ -77,20 +77,21 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
             raise ValueError("Without a `negative_prompt` the pipeline needs its `image_encoder` (get_zero_embed).")
         self._guidance_scale = guidance_scale
 
-        engine_callback = None
+        r = _C.KandinskyV22PriorRequest()
+        r.prompt = prompt
+        r.negative_prompt = negative_prompt or []
+        r.num_images_per_prompt = int(num_images_per_prompt)
+        r.num_inference_steps = int(num_inference_steps)
+        r.generators = self._generators(generator)
+        if latents is not None:
+            r.latents = latents
+        r.guidance_scale = float(guidance_scale)
+        r.progress_bar = self._progress_bar_enabled()
         if callback_on_step_end is not None:
-            engine_callback = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        image_embeddings, zero_embeds, self._num_timesteps = self._engine_pipeline().run(
-            prompt=prompt,
-            negative_prompt=negative_prompt or [],
-            num_images_per_prompt=int(num_images_per_prompt),
-            num_inference_steps=int(num_inference_steps),
-            generators=self._generators(generator),
-            latents=latents,
-            guidance_scale=float(guidance_scale),
-            progress_bar=self._progress_bar_enabled(),
-            callback_on_step_end=engine_callback,
-        )
+            r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        out = self._engine_pipeline().run(r)
+        self._num_timesteps = out.num_timesteps
+        image_embeddings, zero_embeds = out.image_embeds, out.negative_image_embeds
         if output_type == "np":
             image_embeddings = image_embeddings.cpu().numpy()
             zero_embeds = zero_embeds.cpu().numpy()
