@@ -31,7 +31,7 @@ PY="$VENV/bin/python"
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "$TORCH_SPEC"
 fi
-"$PY" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.13" numpy pillow tqdm safetensors \
+"$PY" -m pip install -q "scikit-build-core>=0.10" "pybind11>=2.13" numpy pillow safetensors \
   pytest nbclient nbformat ipykernel "huggingface_hub" scipy "ruff==0.17.6" \
   "diffusers==$DIFFUSERS_VERSION" "transformers==$TRANSFORMERS_VERSION"
 

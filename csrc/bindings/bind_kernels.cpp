@@ -5,10 +5,10 @@
 #include <pybind11/pybind11.h>
 #include <torch/extension.h>
 
-#include "core/cuda_graph.h"
-#include "core/fused_ops.h"
-#include "core/host_sync_check.h"
-#include "core/memory_format.h"
+#include "runtime/cuda_graph.h"
+#include "runtime/fused_ops.h"
+#include "runtime/host_sync_check.h"
+#include "runtime/memory_format.h"
 
 namespace py = pybind11;
 

@@ -81,6 +81,12 @@ Class& def_common_request_fields(Class& cls) {
 
 // What every pipeline call and step callback hand across the boundary.
 void bind_loop_types(py::module_& m) {
+  py::class_<ProgressBarOptions>(m, "ProgressBarOptions")
+      .def(py::init<>())
+      .def_readwrite("disable", &ProgressBarOptions::disable)
+      .def_readwrite("desc", &ProgressBarOptions::desc)
+      .def_readwrite("leave", &ProgressBarOptions::leave)
+      .def_readwrite("position", &ProgressBarOptions::position);
   py::class_<PipelineResult>(m, "PipelineResult")
       .def_readonly("output", &PipelineResult::output)
       .def_readonly("num_timesteps", &PipelineResult::num_timesteps);

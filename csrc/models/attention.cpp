@@ -2,7 +2,7 @@
 
 #include <ATen/ATen.h>
 
-#include "core/fused_ops.h"
+#include "runtime/fused_ops.h"
 #include "offload/streaming.h"
 
 namespace nd {

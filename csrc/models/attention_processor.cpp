@@ -6,7 +6,7 @@
 #include <tuple>
 
 #include "core/errors.h"
-#include "core/fused_ops.h"
+#include "runtime/fused_ops.h"
 #include "offload/streaming.h"
 
 namespace nd {

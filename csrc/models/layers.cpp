@@ -3,8 +3,8 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
-#include "core/memory_format.h"
-#include "core/fused_ops.h"
+#include "runtime/memory_format.h"
+#include "runtime/fused_ops.h"
 
 namespace nd {
 

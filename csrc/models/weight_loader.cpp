@@ -52,12 +52,6 @@ at::Tensor WeightLoader::get(const std::string& name, const std::vector<int64_t>
   return stored;
 }
 
-std::optional<at::Tensor> WeightLoader::get_optional(const std::string& name,
-                                                     const std::vector<int64_t>& shape) const {
-  if (!has(name)) return std::nullopt;
-  return get(name, shape);
-}
-
 at::ScalarType stored_floating_dtype(const io::StateDict& state_dict) {
   for (const auto& [name, tensor] : state_dict) {
     if (at::isFloatingType(tensor.scalar_type())) return tensor.scalar_type();

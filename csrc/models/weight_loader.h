@@ -27,8 +27,6 @@ class WeightLoader {
   bool has(const std::string& name) const;
   // Missing key or wrong shape -> ValueError naming the full key and the checkpoint.
   at::Tensor get(const std::string& name, const std::vector<int64_t>& shape) const;
-  std::optional<at::Tensor> get_optional(const std::string& name,
-                                         const std::vector<int64_t>& shape) const;
   const std::string& prefix() const { return prefix_; }
   const std::string& origin() const { return shared_->origin; }
 

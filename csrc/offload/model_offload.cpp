@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "core/errors.h"
-#include "core/memory_format.h"
+#include "runtime/memory_format.h"
 
 #ifdef ND_WITH_TORCH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -16,7 +16,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 
-#include "core/cuda_streams.h"
+#include "runtime/cuda_streams.h"
 #endif
 
 namespace nd {

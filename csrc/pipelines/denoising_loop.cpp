@@ -5,7 +5,7 @@
 #include <optional>
 
 #include "core/errors.h"
-#include "core/host_sync_check.h"
+#include "runtime/host_sync_check.h"
 #include "core/progress_bar.h"
 #include "offload/model_offload.h"
 

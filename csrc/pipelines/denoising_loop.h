@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/progress_bar.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 
@@ -73,7 +74,7 @@ struct DenoisingLoopSpec {
   // Kandinsky's loops advance their bar at every timestep (progress_bar(timesteps)); the SD family
   // once per scheduler order after the warm-up steps.
   bool progress_per_timestep = false;
-  bool progress_bar = true;
+  ProgressBarOptions progress_bar;  // set_progress_bar_config
   StepCallback callback_on_step_end;
   LegacyStepCallback callback;
   int64_t callback_steps = 1;

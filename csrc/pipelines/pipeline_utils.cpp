@@ -6,7 +6,7 @@
 #include <string>
 
 #include "core/errors.h"
-#include "core/host_sync_check.h"
+#include "runtime/host_sync_check.h"
 #include "core/random.h"
 
 namespace nd {

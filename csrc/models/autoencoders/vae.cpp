@@ -3,7 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
-#include "core/memory_format.h"
+#include "runtime/memory_format.h"
 #include "core/random.h"
 
 namespace nd {

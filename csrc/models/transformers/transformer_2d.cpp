@@ -2,7 +2,7 @@
 
 #include <ATen/ATen.h>
 
-#include "core/memory_format.h"
+#include "runtime/memory_format.h"
 
 namespace nd {
 

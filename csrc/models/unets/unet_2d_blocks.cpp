@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "core/errors.h"
-#include "core/memory_format.h"
+#include "runtime/memory_format.h"
 
 namespace nd {
 namespace {

@@ -4,7 +4,7 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
-#include "core/memory_format.h"
+#include "runtime/memory_format.h"
 #include "offload/streaming.h"
 
 namespace nd {

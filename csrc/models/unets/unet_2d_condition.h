@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda_graph.h"
+#include "runtime/cuda_graph.h"
 #include "io/json_config.h"
 #include "io/state_dict.h"
 #include "models/embeddings.h"

@@ -32,7 +32,7 @@ struct KandinskyV22Img2ImgRequest {
   int64_t num_images_per_prompt = 1;
   std::vector<at::Generator> generators;  // none, one, or one per image
   bool output_latents = false;
-  bool progress_bar = true;
+  ProgressBarOptions progress_bar;  // set_progress_bar_config
   StepCallback callback_on_step_end;  // tensors: latents, image_embeds, negative_image_embeds
 };
 

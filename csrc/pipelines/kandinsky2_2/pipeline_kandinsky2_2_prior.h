@@ -33,7 +33,7 @@ struct KandinskyV22PriorRequest {
   std::vector<at::Generator> generators;  // none, one, or one per latent
   at::Tensor latents;                     // optional [B * num_images_per_prompt, embedding_dim]
   double guidance_scale = 4.0;
-  bool progress_bar = true;
+  ProgressBarOptions progress_bar;  // set_progress_bar_config
   // tensors: latents, prompt_embeds, text_encoder_hidden_states, text_mask
   StepCallback callback_on_step_end;
 };

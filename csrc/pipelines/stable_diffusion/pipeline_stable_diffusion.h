@@ -42,7 +42,7 @@ struct StableDiffusionRequest {
   std::vector<at::Generator> generators;  // none, one, or one per image
   std::optional<int64_t> clip_skip;
   bool output_latents = false;
-  bool progress_bar = true;
+  ProgressBarOptions progress_bar;  // set_progress_bar_config
   StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, negative_prompt_embeds
   LegacyStepCallback callback;        // diffusers' deprecated callback / callback_steps
   int64_t callback_steps = 1;

@@ -61,7 +61,7 @@ struct StableDiffusionXLRequest {
   double negative_aesthetic_score = 2.5;
 
   bool output_latents = false;
-  bool progress_bar = true;
+  ProgressBarOptions progress_bar;  // set_progress_bar_config
   StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, add_text_embeds, add_time_ids, ...
   LegacyStepCallback callback;        // diffusers' deprecated callback / callback_steps
   int64_t callback_steps = 1;

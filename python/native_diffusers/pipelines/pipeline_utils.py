@@ -370,7 +370,7 @@ class DiffusionPipeline:
         if latents is not None:
             r.latents = latents
         r.output_latents = output_type == "latent"
-        r.progress_bar = self._progress_bar_enabled()
+        r.progress_bar = self._progress_bar_options()
         if callback_on_step_end is not None:
             r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
 
@@ -508,10 +508,18 @@ class DiffusionPipeline:
 
     # -- progress bar -----------------------------------------------------------------------
     def set_progress_bar_config(self, **kwargs):
+        """tqdm's options for the bar the engine draws: ``disable``, ``desc``, ``leave`` and
+        ``position`` change it; tqdm's other options are accepted and have nothing to change."""
         self._progress_bar_config = kwargs
 
-    def _progress_bar_enabled(self) -> bool:
-        return not getattr(self, "_progress_bar_config", {}).get("disable", False)
+    def _progress_bar_options(self):
+        config = getattr(self, "_progress_bar_config", {})
+        options = _C.ProgressBarOptions()
+        options.disable = bool(config.get("disable", False))
+        options.desc = str(config.get("desc") or "")
+        options.leave = bool(config.get("leave", True))
+        options.position = int(config.get("position") or 0)
+        return options
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={type(v).__name__ if v is not None else None}" for k, v in self.components.items())

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/memory_format.h"
+#include "runtime/memory_format.h"
 #include "offload/model_offload.h"
 
 namespace nd {

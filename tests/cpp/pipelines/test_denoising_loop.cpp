@@ -57,7 +57,7 @@ DenoisingLoopSpec spec_for(Scheduler& scheduler, Denoiser& denoiser, const Guide
   spec.scheduler = &scheduler;
   spec.denoiser = &denoiser;
   spec.guider = &guider;
-  spec.progress_bar = false;
+  spec.progress_bar.disable = true;
   return spec;
 }
 

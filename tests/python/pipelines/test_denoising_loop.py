@@ -228,3 +228,29 @@ def test_kandinsky_ignores_interrupt_as_diffusers(folders):
     seen = []
     prior[1]("a cat", num_inference_steps=4, callback_on_step_end=_interrupting_at(0, seen))
     assert seen == [0, 1, 2, 3]
+
+
+# -- progress bar -------------------------------------------------------------------------------
+
+def test_progress_bar_honours_tqdm_options(sd_text2img, capfd):
+    ours = sd_text2img[1]
+    _use_scheduler(sd_text2img, "EulerDiscreteScheduler")
+    kwargs = dict(prompt="a cat", height=32, width=32, num_inference_steps=3, output_type="latent")
+    try:
+        ours.set_progress_bar_config(desc="denoising", leave=True)
+        ours(**kwargs)
+        drawn = capfd.readouterr().err
+        assert "denoising: 100%|" in drawn and "3/3" in drawn and drawn.endswith("\n")
+        ours.set_progress_bar_config(desc="erased", leave=False)
+        ours(**kwargs)
+        drawn = capfd.readouterr().err
+        assert "erased: " in drawn and drawn.endswith("\r\x1b[2K")
+        ours.set_progress_bar_config(position=2)
+        ours(**kwargs)
+        drawn = capfd.readouterr().err
+        assert drawn.startswith("\n\n\r") and drawn.endswith("\x1b[A\x1b[A")
+        ours.set_progress_bar_config(disable=True)
+        ours(**kwargs)
+        assert capfd.readouterr().err == ""
+    finally:
+        ours.set_progress_bar_config(disable=True)

@@ -1,7 +1,7 @@
 // CudaGraphCache's contract where no graph can be captured (CPU tensors, or a build without CUDA):
 // the body runs on the caller's tensors, the lasting inputs after the others, in order.
 // Capture and replay are checked on the GPU (tests/python/gpu/test_cuda_engine.py).
-#include "core/cuda_graph.h"
+#include "runtime/cuda_graph.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>

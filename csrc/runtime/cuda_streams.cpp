@@ -1,4 +1,4 @@
-#include "core/cuda_streams.h"
+#include "runtime/cuda_streams.h"
 
 #ifdef ND_WITH_TORCH_CUDA
 #include <map>

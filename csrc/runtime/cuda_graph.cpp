@@ -1,4 +1,4 @@
-#include "core/cuda_graph.h"
+#include "runtime/cuda_graph.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -17,9 +17,9 @@
 #include <cuda_runtime_api.h>
 #endif
 
-#include "core/cuda_streams.h"
-#include "core/fused_ops.h"
-#include "core/memory_format.h"
+#include "runtime/cuda_streams.h"
+#include "runtime/fused_ops.h"
+#include "runtime/memory_format.h"
 
 namespace nd {
 namespace {

@@ -1,4 +1,4 @@
-#include "core/memory_format.h"
+#include "runtime/memory_format.h"
 
 #include <atomic>
 #include <cstdlib>

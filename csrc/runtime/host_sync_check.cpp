@@ -1,4 +1,4 @@
-#include "core/host_sync_check.h"
+#include "runtime/host_sync_check.h"
 
 #include <atomic>
 

@@ -1,4 +1,4 @@
-#include "core/fused_ops.h"
+#include "runtime/fused_ops.h"
 
 #include <ATen/ATen.h>
 

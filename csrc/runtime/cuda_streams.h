@@ -10,7 +10,7 @@
 namespace nd {
 
 enum class SideStream {
-  kGraphCapture,  // CUDA graph warm-up and capture (core/cuda_graph)
+  kGraphCapture,  // CUDA graph warm-up and capture (runtime/cuda_graph)
   kWeightCopy,    // offload prefetch: the next block or the next model (offload/)
 };
 
