@@ -8,14 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from native_diffusers import _C
+from tolerances import KERNEL_REL_L2, relative_l2
 
 CUDA = torch.cuda.is_available()
-# float16 rounds inputs and output to 11 bits (about 5e-4 relative each); bfloat16 to 8 bits.
-BOUND = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 8e-3}
-
-
-def relative_l2(ours, ref):
-    return (torch.linalg.vector_norm(ours.double() - ref.double()) / torch.linalg.vector_norm(ref.double())).item()
 
 
 def devices_and_dtypes():
@@ -52,7 +47,7 @@ def test_attention_matches_float32_reference(device, dtype, shape):
     out = _C.ops.attention(q, k, v)
     ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
     assert out.shape == (b, h, lq, d) and out.dtype == dtype
-    assert relative_l2(out, ref) <= BOUND[dtype]
+    assert relative_l2(out, ref) <= KERNEL_REL_L2[dtype]
 
 
 @pytest.mark.parametrize("device, dtype", devices_and_dtypes())
@@ -73,7 +68,7 @@ def test_group_norm_matches_float32_reference(device, dtype, channels_last, shap
     ref = F.group_norm(ref, groups, weight.float(), bias.float(), 1e-5)
     ref = F.silu(ref) if silu else ref
     assert out.shape == x.shape and out.dtype == dtype
-    assert relative_l2(out, ref) <= BOUND[dtype]
+    assert relative_l2(out, ref) <= KERNEL_REL_L2[dtype]
 
 
 @pytest.mark.parametrize("device, dtype", devices_and_dtypes())
@@ -85,7 +80,7 @@ def test_layer_norm_matches_float32_reference(device, dtype, shape):
     bias = randn(shape[-1], device=device, dtype=dtype, seed=8)
     out = _C.ops.layer_norm(x, weight, bias, 1e-5)
     ref = F.layer_norm(x.float(), (shape[-1],), weight.float(), bias.float(), 1e-5)
-    assert relative_l2(out, ref) <= BOUND[dtype]
+    assert relative_l2(out, ref) <= KERNEL_REL_L2[dtype]
 
 
 @pytest.mark.parametrize("device, dtype", devices_and_dtypes())
@@ -95,7 +90,7 @@ def test_geglu_matches_float32_reference(device, dtype, shape):
     value, gate = x.float().chunk(2, dim=-1)
     out = _C.ops.geglu(x)
     assert out.shape == (*shape[:-1], shape[-1] // 2)
-    assert relative_l2(out, value * F.gelu(gate)) <= BOUND[dtype]
+    assert relative_l2(out, value * F.gelu(gate)) <= KERNEL_REL_L2[dtype]
 
 
 def test_bad_arguments_raise_value_errors():

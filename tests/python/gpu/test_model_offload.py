@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import native_diffusers as nd
+from tolerances import SAME_DEVICE_REPEAT_ATOL
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -34,7 +35,7 @@ def test_model_offload_matches_no_offload_with_a_lower_peak(sd15_shaped_checkpoi
     pipe.enable_model_cpu_offload()  # the guide's notebooks call it again: same offload
     assert pipe._execution_device == torch.device("cuda", 0)
     got, peak_offloaded = run(pipe)
-    torch.testing.assert_close(got.cpu(), expected.cpu(), rtol=0, atol=2e-3)
+    torch.testing.assert_close(got.cpu(), expected.cpu(), rtol=0, atol=SAME_DEVICE_REPEAT_ATOL)
     assert peak_offloaded < peak_on_gpu
     assert pipe._engine.offloaded_components() == []
     assert all(m.device.type == "cpu" for m in (pipe.unet, pipe.vae, pipe.text_encoder))
@@ -54,7 +55,7 @@ def test_model_offload_keeps_graphs_only_while_the_weights_return_to_their_addre
     del filler
     for out in (second, third):
         assert torch.isfinite(out).all()
-        torch.testing.assert_close(out.cpu(), first.cpu(), rtol=0, atol=2e-3)
+        torch.testing.assert_close(out.cpu(), first.cpu(), rtol=0, atol=SAME_DEVICE_REPEAT_ATOL)
 
 
 def test_to_cuda_after_offload_warns_and_ends_the_offload(sd15_shaped_checkpoint):
@@ -92,7 +93,7 @@ def test_sequential_offload_matches_no_offload_with_a_lower_peak_than_model_offl
     pipe.enable_sequential_cpu_offload()
     got, peak_sequential = run(pipe)
     got_again, _ = run(pipe)  # the second call prefetches in the order the first one recorded
-    torch.testing.assert_close(got.cpu(), expected.cpu(), rtol=0, atol=2e-3)
-    torch.testing.assert_close(got_again.cpu(), expected.cpu(), rtol=0, atol=2e-3)
+    torch.testing.assert_close(got.cpu(), expected.cpu(), rtol=0, atol=SAME_DEVICE_REPEAT_ATOL)
+    torch.testing.assert_close(got_again.cpu(), expected.cpu(), rtol=0, atol=SAME_DEVICE_REPEAT_ATOL)
     assert peak_sequential < peak_model
     assert pipe._engine.offloaded_components() == []

@@ -8,15 +8,7 @@ diffusers = pytest.importorskip("diffusers", reason="diffusers is the parity ora
 
 import native_diffusers as nd  # noqa: E402
 
-# Step outputs are float32 on both sides with the same ATen ops in the same order.
-STEP_ATOL = 1e-5
-# Float timesteps derived from sigmas (Euler with Karras/exponential sigmas) go through numpy's
-# float32 log, whose SIMD kernel is not correctly rounded (it differs from libm's logf in ~20% of
-# the training log-sigmas, and by CPU dispatch), so such a timestep may differ by one float32 ulp
-# (6e-5 at t=900), or a few ulps near t=10 where _sigma_to_t's interpolation weight amplifies it.
-# Sigmas themselves stay exactly equal; every other float schedule must match exactly.
-SIGMA_DERIVED_TIMESTEP_ATOL = 1e-5
-SIGMA_DERIVED_TIMESTEP_RTOL = 2.4e-7  # 2**-22: one float32 ulp
+from tolerances import SIGMA_DERIVED_TIMESTEP_ATOL, SIGMA_DERIVED_TIMESTEP_RTOL, STEP_ATOL  # noqa: E402,F401
 
 
 def _timesteps_from_sigmas(scheduler, custom_sigmas=False):

@@ -6,6 +6,7 @@ import torch
 
 from scheduler_parity import (SD15, SPACINGS, STEP_COUNTS, STRENGTHS, assert_add_noise_equal, assert_schedule_equal,
                               make_pair, run_loop)
+from tolerances import STEP_ATOL
 
 NAME = "EulerAncestralDiscreteScheduler"
 
@@ -35,7 +36,7 @@ def test_generator_list_per_batch_item():
     gens = lambda: [torch.Generator().manual_seed(s) for s in (5, 6)]  # noqa: E731
     expected = ref.step(0.1 * x, t, x, generator=gens()).prev_sample
     got = ours.step(0.1 * x, t, x, generator=gens()).prev_sample
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, expected, atol=STEP_ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("strength", STRENGTHS)

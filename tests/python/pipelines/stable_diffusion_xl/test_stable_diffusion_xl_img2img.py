@@ -13,7 +13,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is the p
 import native_diffusers as nd  # noqa: E402
 from native_diffusers.utils.testing_utils import make_tiny_sdxl_checkpoint  # noqa: E402
 from host_memory import assert_no_host_memory_growth, needs_proc  # noqa: E402
-from tolerances import FP32_ATOL  # noqa: E402
+from tolerances import FP16_ATOL, FP32_ATOL  # noqa: E402
 
 STEPS = 8  # few steps keep CPU time low; the schedule logic is what matters
 
@@ -259,7 +259,7 @@ def test_float16_vae_upcasts_for_encode_and_decode_like_diffusers(checkpoints):
     got, expected = _run_both(pipes, prompt="a harbor at dawn", image=_image(), strength=0.5, num_inference_steps=4)
     assert pipes[1].vae.dtype == torch.float16
     assert np.isfinite(got).all()
-    _assert_close(got, expected, atol=2e-2)
+    _assert_close(got, expected, atol=FP16_ATOL)
 
 
 @needs_proc
