@@ -69,18 +69,21 @@ Class& def_common_request_fields(Class& cls) {
       .def_readwrite("guidance_scale", &R::guidance_scale)
       .def_readwrite("guidance_rescale", &R::guidance_rescale)
       .def_readwrite("num_images_per_prompt", &R::num_images_per_prompt)
-      .def_readwrite("eta", &R::eta)
-      .def_readwrite("generators", &R::generators)
-      .def_readwrite("output_latents", &R::output_latents)
-      .def_readwrite("progress_bar", &R::progress_bar)
-      .def_readwrite("callback_on_step_end", &R::callback_on_step_end)
-      .def_readwrite("callback", &R::callback)
-      .def_readwrite("callback_steps", &R::callback_steps);
+      .def_readwrite("output_latents", &R::output_latents);
   return cls;
 }
 
-// What every pipeline call and step callback hand across the boundary.
+// What every pipeline call and step callback hand across the boundary; every request derives from
+// LoopOptions.
 void bind_loop_types(py::module_& m) {
+  py::class_<LoopOptions>(m, "LoopOptions")
+      .def(py::init<>())
+      .def_readwrite("generators", &LoopOptions::generators)
+      .def_readwrite("eta", &LoopOptions::eta)
+      .def_readwrite("progress_bar", &LoopOptions::progress_bar)
+      .def_readwrite("callback_on_step_end", &LoopOptions::callback_on_step_end)
+      .def_readwrite("callback", &LoopOptions::callback)
+      .def_readwrite("callback_steps", &LoopOptions::callback_steps);
   py::class_<ProgressBarOptions>(m, "ProgressBarOptions")
       .def(py::init<>())
       .def_readwrite("disable", &ProgressBarOptions::disable)
@@ -96,7 +99,7 @@ void bind_loop_types(py::module_& m) {
 
 void bind_stable_diffusion_xl(py::module_& m) {
   using R = StableDiffusionXLRequest;
-  py::class_<R> request(m, "StableDiffusionXLRequest");
+  py::class_<R, LoopOptions> request(m, "StableDiffusionXLRequest");
   def_common_request_fields(request)
       .def_readwrite("prompt_2", &R::prompt_2)
       .def_readwrite("negative_prompt_2", &R::negative_prompt_2)
@@ -139,7 +142,7 @@ void bind_stable_diffusion_xl(py::module_& m) {
 
 void bind_kandinsky(py::module_& m) {
   using R = KandinskyV22Img2ImgRequest;
-  py::class_<R>(m, "KandinskyV22Img2ImgRequest")
+  py::class_<R, LoopOptions>(m, "KandinskyV22Img2ImgRequest")
       .def(py::init<>())
       .def_readwrite("image_embeds", &R::image_embeds)
       .def_readwrite("negative_image_embeds", &R::negative_image_embeds)
@@ -148,10 +151,7 @@ void bind_kandinsky(py::module_& m) {
       .def_readwrite("guidance_scale", &R::guidance_scale)
       .def_readwrite("strength", &R::strength)
       .def_readwrite("num_images_per_prompt", &R::num_images_per_prompt)
-      .def_readwrite("generators", &R::generators)
-      .def_readwrite("output_latents", &R::output_latents)
-      .def_readwrite("progress_bar", &R::progress_bar)
-      .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
+      .def_readwrite("output_latents", &R::output_latents);
 
   py::class_<KandinskyV22Img2ImgPipeline, std::shared_ptr<KandinskyV22Img2ImgPipeline>> decoder(
       m, "KandinskyV22Img2ImgPipeline");
@@ -163,17 +163,14 @@ void bind_kandinsky(py::module_& m) {
 
 void bind_kandinsky_prior(py::module_& m) {
   using R = KandinskyV22PriorRequest;
-  py::class_<R>(m, "KandinskyV22PriorRequest")
+  py::class_<R, LoopOptions>(m, "KandinskyV22PriorRequest")
       .def(py::init<>())
       .def_readwrite("prompt", &R::prompt)
       .def_readwrite("negative_prompt", &R::negative_prompt)
       .def_readwrite("num_images_per_prompt", &R::num_images_per_prompt)
       .def_readwrite("num_inference_steps", &R::num_inference_steps)
-      .def_readwrite("generators", &R::generators)
       .def_readwrite("latents", &R::latents)
-      .def_readwrite("guidance_scale", &R::guidance_scale)
-      .def_readwrite("progress_bar", &R::progress_bar)
-      .def_readwrite("callback_on_step_end", &R::callback_on_step_end);
+      .def_readwrite("guidance_scale", &R::guidance_scale);
   py::class_<KandinskyPriorOutput>(m, "KandinskyPriorOutput")
       .def_readonly("image_embeds", &KandinskyPriorOutput::image_embeds)
       .def_readonly("negative_image_embeds", &KandinskyPriorOutput::negative_image_embeds)
@@ -192,7 +189,7 @@ void bind_kandinsky_prior(py::module_& m) {
 }
 
 void bind_stable_diffusion(py::module_& m) {
-  py::class_<StableDiffusionRequest> request(m, "StableDiffusionRequest");
+  py::class_<StableDiffusionRequest, LoopOptions> request(m, "StableDiffusionRequest");
   def_common_request_fields(request);
   py::class_<StableDiffusionImg2ImgRequest, StableDiffusionRequest> img2img_request(m, "StableDiffusionImg2ImgRequest");
   img2img_request.def(py::init<>())

@@ -30,6 +30,23 @@ bool progress_advances(const DenoisingLoopSpec& spec, int64_t i, int64_t count, 
 
 }  // namespace
 
+DenoisingLoopSpec loop_spec(const LoopOptions& options, TimestepWindow window, Scheduler& scheduler,
+                            Denoiser& denoiser, const Guider& guider, PipelineOffload* offload) {
+  DenoisingLoopSpec spec;
+  spec.window = std::move(window);
+  spec.scheduler = &scheduler;
+  spec.denoiser = &denoiser;
+  spec.guider = &guider;
+  spec.step_options.eta = options.eta;
+  spec.step_options.generators = options.generators;
+  spec.progress_bar = options.progress_bar;
+  spec.callback_on_step_end = options.callback_on_step_end;
+  spec.callback = options.callback;
+  spec.callback_steps = options.callback_steps;
+  spec.offload = offload;
+  return spec;
+}
+
 DenoisingLoopResult run_denoising_loop(const DenoisingLoopSpec& spec, StepTensors tensors) {
   check_spec(spec, tensors);
   Scheduler& scheduler = *spec.scheduler;

@@ -3,6 +3,7 @@
 // the loop and its seams.
 #pragma once
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -60,6 +61,16 @@ class AfterStepHook {
 // which the progress bar advances, with the step index divided by the scheduler's order.
 using LegacyStepCallback = std::function<void(int64_t step, const at::Tensor& timestep, const at::Tensor& latents)>;
 
+// What every pipeline request says about its denoising loop, by diffusers' argument names.
+struct LoopOptions {
+  std::vector<at::Generator> generators;  // none, one, or one per image
+  double eta = 0.0;                       // DDIM's η (the SD family's argument)
+  ProgressBarOptions progress_bar;        // set_progress_bar_config
+  StepCallback callback_on_step_end;
+  LegacyStepCallback callback;  // diffusers' deprecated callback / callback_steps
+  int64_t callback_steps = 1;
+};
+
 struct DenoisingLoopSpec {
   TimestepWindow window;
   Scheduler* scheduler = nullptr;
@@ -88,6 +99,10 @@ struct DenoisingLoopResult {
   int64_t num_timesteps = 0;  // diffusers' pipeline.num_timesteps: the length of the window run
   bool interrupted = false;
 };
+
+// A spec over `window` with the request's options; the caller sets the pipeline-specific switches.
+DenoisingLoopSpec loop_spec(const LoopOptions& options, TimestepWindow window, Scheduler& scheduler,
+                            Denoiser& denoiser, const Guider& guider, PipelineOffload* offload);
 
 // `tensors` holds "latents" and whatever else the callback may read and replace.
 DenoisingLoopResult run_denoising_loop(const DenoisingLoopSpec& spec, StepTensors tensors);

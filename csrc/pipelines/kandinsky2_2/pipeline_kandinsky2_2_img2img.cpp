@@ -124,17 +124,9 @@ PipelineResult KandinskyV22Img2ImgPipeline::run(const KandinskyV22Img2ImgRequest
   const LearnedVarianceGuidance guider(r.guidance_scale, latents.size(1), scheduler_learns_variance());
   const AddedConditions image_embeddings = AddedConditions::image();
   UNetDenoiser denoiser(*unet_, /*encoder_states=*/"", {&image_embeddings});
-  DenoisingLoopSpec spec;
-  spec.window = window;
-  spec.scheduler = scheduler_.get();
-  spec.denoiser = &denoiser;
-  spec.guider = &guider;
-  spec.step_options.generators = r.generators;
+  DenoisingLoopSpec spec = loop_spec(r, window, *scheduler_, denoiser, guider, offload_.get());
   spec.scales_model_input = false;
   spec.progress_per_timestep = true;
-  spec.progress_bar = r.progress_bar;
-  spec.callback_on_step_end = r.callback_on_step_end;
-  spec.offload = offload_.get();
   const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(tensors));
   PipelineResult result{loop.latents, loop.num_timesteps};
   // 8. Decode without the codebook lookup.

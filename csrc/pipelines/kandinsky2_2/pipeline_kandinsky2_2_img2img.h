@@ -22,7 +22,8 @@
 
 namespace nd {
 
-struct KandinskyV22Img2ImgRequest {
+// callback_on_step_end tensors: latents, image_embeds, negative_image_embeds.
+struct KandinskyV22Img2ImgRequest : LoopOptions {
   at::Tensor image_embeds;           // [B, D]
   at::Tensor negative_image_embeds;  // [B, D]
   at::Tensor image;                  // [B_img, 3, H, W] in [-1, 1], already resized
@@ -30,10 +31,7 @@ struct KandinskyV22Img2ImgRequest {
   double guidance_scale = 4.0;
   double strength = 0.3;
   int64_t num_images_per_prompt = 1;
-  std::vector<at::Generator> generators;  // none, one, or one per image
   bool output_latents = false;
-  ProgressBarOptions progress_bar;  // set_progress_bar_config
-  StepCallback callback_on_step_end;  // tensors: latents, image_embeds, negative_image_embeds
 };
 
 class KandinskyV22Img2ImgPipeline : public ModelOffloadSupport {

@@ -144,18 +144,11 @@ KandinskyPriorOutput KandinskyV22PriorPipeline::run(const KandinskyV22PriorReque
   // 4. Denoising loop
   const std::unique_ptr<Guider> guider = classifier_free_guidance_or_none(r.guidance_scale);
   PriorDenoiser denoiser(*prior_);
-  DenoisingLoopSpec spec;
-  spec.window = {timesteps, timesteps.size(0), 0};
-  spec.scheduler = scheduler_.get();
-  spec.denoiser = &denoiser;
-  spec.guider = guider.get();
-  spec.step_options.generators = r.generators;
+  DenoisingLoopSpec spec =
+      loop_spec(r, {timesteps, timesteps.size(0), 0}, *scheduler_, denoiser, *guider, offload_.get());
   spec.scales_model_input = false;
   spec.passes_prev_timestep = true;
   spec.progress_per_timestep = true;
-  spec.progress_bar = r.progress_bar;
-  spec.callback_on_step_end = r.callback_on_step_end;
-  spec.offload = offload_.get();
   spec.component = "prior";
   const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(tensors));
 

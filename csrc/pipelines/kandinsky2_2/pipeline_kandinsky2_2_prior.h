@@ -25,17 +25,14 @@
 
 namespace nd {
 
-struct KandinskyV22PriorRequest {
+// callback_on_step_end tensors: latents, prompt_embeds, text_encoder_hidden_states, text_mask.
+struct KandinskyV22PriorRequest : LoopOptions {
   std::vector<std::string> prompt;           // at least one
   std::vector<std::string> negative_prompt;  // empty: diffusers' None (the zero-image embedding)
   int64_t num_images_per_prompt = 1;
   int64_t num_inference_steps = 25;
-  std::vector<at::Generator> generators;  // none, one, or one per latent
   at::Tensor latents;                     // optional [B * num_images_per_prompt, embedding_dim]
   double guidance_scale = 4.0;
-  ProgressBarOptions progress_bar;  // set_progress_bar_config
-  // tensors: latents, prompt_embeds, text_encoder_hidden_states, text_mask
-  StepCallback callback_on_step_end;
 };
 
 struct KandinskyPriorOutput {

@@ -99,20 +99,9 @@ PipelineResult StableDiffusionPipeline::denoise(const StableDiffusionRequest& r,
                                                 const std::vector<const LoopInput*>& inputs) {
   const std::unique_ptr<Guider> guider = classifier_free_guidance_or_none(r.guidance_scale, r.guidance_rescale);
   UNetDenoiser denoiser(*unet_, "prompt_embeds", inputs);
-  DenoisingLoopSpec spec;
-  spec.window = call.window;
-  spec.scheduler = scheduler_.get();
-  spec.denoiser = &denoiser;
-  spec.guider = guider.get();
-  spec.step_options.eta = r.eta;
-  spec.step_options.generators = r.generators;
-  spec.progress_bar = r.progress_bar;
-  spec.callback_on_step_end = r.callback_on_step_end;
-  spec.callback = r.callback;
-  spec.callback_steps = r.callback_steps;
-  spec.offload = offload_.get();
   // 7. Denoising loop
-  const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(call.tensors));
+  const DenoisingLoopResult loop = run_denoising_loop(
+      loop_spec(r, call.window, *scheduler_, denoiser, *guider, offload_.get()), std::move(call.tensors));
   PipelineResult result{loop.latents, loop.num_timesteps};
   // 8. Decode: latents / scaling_factor through the VAE (upcast only for the x4 upscaler, as diffusers).
   if (!r.output_latents) {

@@ -25,7 +25,8 @@
 
 namespace nd {
 
-struct StableDiffusionRequest {
+// callback_on_step_end tensors: latents, prompt_embeds, negative_prompt_embeds.
+struct StableDiffusionRequest : LoopOptions {
   std::vector<std::string> prompt;           // empty when prompt_embeds is given
   std::vector<std::string> negative_prompt;  // empty: "" for every prompt
   at::Tensor prompt_embeds;                  // optional [B, L, D]
@@ -38,14 +39,8 @@ struct StableDiffusionRequest {
   double guidance_scale = 7.5;
   double guidance_rescale = 0.0;  // text-to-image
   int64_t num_images_per_prompt = 1;
-  double eta = 0.0;
-  std::vector<at::Generator> generators;  // none, one, or one per image
   std::optional<int64_t> clip_skip;
   bool output_latents = false;
-  ProgressBarOptions progress_bar;  // set_progress_bar_config
-  StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, negative_prompt_embeds
-  LegacyStepCallback callback;        // diffusers' deprecated callback / callback_steps
-  int64_t callback_steps = 1;
 };
 
 // What the steps before the denoising loop hand to it.

@@ -172,20 +172,9 @@ PipelineResult StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest
   const std::unique_ptr<Guider> guider = classifier_free_guidance_or_none(r.guidance_scale, r.guidance_rescale);
   const AddedConditions text_time = AddedConditions::text_time();
   UNetDenoiser denoiser(*unet_, "prompt_embeds", {&text_time});
-  DenoisingLoopSpec spec;
-  spec.window = std::move(window);
-  spec.scheduler = scheduler_.get();
-  spec.denoiser = &denoiser;
-  spec.guider = guider.get();
-  spec.step_options.eta = r.eta;
-  spec.step_options.generators = r.generators;
-  spec.progress_bar = r.progress_bar;
-  spec.callback_on_step_end = r.callback_on_step_end;
-  spec.callback = r.callback;
-  spec.callback_steps = r.callback_steps;
-  spec.offload = offload_.get();
   // 9. Denoising loop
-  const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(tensors));
+  const DenoisingLoopResult loop = run_denoising_loop(
+      loop_spec(r, std::move(window), *scheduler_, denoiser, *guider, offload_.get()), std::move(tensors));
   PipelineResult result{loop.latents, loop.num_timesteps};
   if (!r.output_latents) {
     use_component("vae");

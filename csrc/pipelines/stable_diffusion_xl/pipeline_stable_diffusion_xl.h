@@ -28,7 +28,7 @@ using ImageSize = std::array<double, 2>;  // (height, width) or (top, left), as 
 
 // One call's arguments. Python resolves diffusers' "x or y" fallbacks between prompts (where the
 // empty string counts as absent) and broadcasts strings to the batch before filling this in.
-struct StableDiffusionXLRequest {
+struct StableDiffusionXLRequest : LoopOptions {
   std::vector<std::string> prompt;     // empty when prompt_embeds is given
   std::vector<std::string> prompt_2;   // resolved: prompt_2 or prompt
   // nullopt = no negative prompt: zeros when force_zeros_for_empty_prompt, else "".
@@ -50,8 +50,6 @@ struct StableDiffusionXLRequest {
   double guidance_scale = 5.0;
   double guidance_rescale = 0.0;
   int64_t num_images_per_prompt = 1;
-  double eta = 0.0;
-  std::vector<at::Generator> generators;
 
   std::optional<ImageSize> original_size, target_size;  // default: the output size
   ImageSize crops_coords_top_left{0, 0};
@@ -61,10 +59,6 @@ struct StableDiffusionXLRequest {
   double negative_aesthetic_score = 2.5;
 
   bool output_latents = false;
-  ProgressBarOptions progress_bar;  // set_progress_bar_config
-  StepCallback callback_on_step_end;  // tensors: latents, prompt_embeds, add_text_embeds, add_time_ids, ...
-  LegacyStepCallback callback;        // diffusers' deprecated callback / callback_steps
-  int64_t callback_steps = 1;
 };
 
 struct SDXLPromptEmbeds {

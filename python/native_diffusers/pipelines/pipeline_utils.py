@@ -370,6 +370,10 @@ class DiffusionPipeline:
         if latents is not None:
             r.latents = latents
         r.output_latents = output_type == "latent"
+        self._fill_loop_options(r, callback_on_step_end, callback_on_step_end_tensor_inputs)
+
+    def _fill_loop_options(self, r, callback_on_step_end, callback_on_step_end_tensor_inputs):
+        """The denoising loop's options (the engine's LoopOptions) that every pipeline sets alike."""
         r.progress_bar = self._progress_bar_options()
         if callback_on_step_end is not None:
             r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)

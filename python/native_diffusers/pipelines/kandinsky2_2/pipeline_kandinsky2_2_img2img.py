@@ -110,9 +110,7 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
         r.num_images_per_prompt = int(num_images_per_prompt)
         r.generators = generators
         r.output_latents = output_type == "latent"
-        r.progress_bar = self._progress_bar_options()
-        if callback_on_step_end is not None:
-            r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        self._fill_loop_options(r, callback_on_step_end, callback_on_step_end_tensor_inputs)
         result = self._engine_pipeline().run(r)
         result = self._take_result(result)
         image = result if output_type == "latent" else self.image_processor.postprocess(result, output_type)

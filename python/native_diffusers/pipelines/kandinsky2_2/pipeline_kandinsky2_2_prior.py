@@ -86,9 +86,7 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
         if latents is not None:
             r.latents = latents
         r.guidance_scale = float(guidance_scale)
-        r.progress_bar = self._progress_bar_options()
-        if callback_on_step_end is not None:
-            r.callback_on_step_end = self._wrap_callback(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        self._fill_loop_options(r, callback_on_step_end, callback_on_step_end_tensor_inputs)
         out = self._engine_pipeline().run(r)
         self._num_timesteps = out.num_timesteps
         image_embeddings, zero_embeds = out.image_embeds, out.negative_image_embeds
