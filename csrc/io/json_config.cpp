@@ -1,5 +1,6 @@
 #include "io/json_config.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -7,23 +8,59 @@
 
 namespace nd::io {
 
-Json read_json_file(const std::string& path, std::size_t max_bytes) {
+bool json_nests_deeper_than(const char* begin, const char* end, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (const char* p = begin; p < end; ++p) {
+    const char c = *p;
+    if (in_string) {
+      if (c == '\\') {
+        ++p;  // the escaped character, whatever it is
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+std::string read_regular_file(const std::string& path, std::size_t max_bytes, const std::string& kind) {
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) throw OSError("cannot open " + kind + " '" + path + "'");
+  if (!std::filesystem::is_regular_file(status)) {
+    throw OSError("cannot read " + kind + " '" + path + "': not a regular file");
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw OSError("cannot open JSON file '" + path + "'");
+  if (!in) throw OSError("cannot open " + kind + " '" + path + "'");
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
-  if (size < 0) throw OSError("cannot read JSON file '" + path + "'");
+  if (size < 0) throw OSError("cannot read " + kind + " '" + path + "'");
   if (static_cast<std::size_t>(size) > max_bytes) {
-    throw ValueError("JSON file '" + path + "' is " + std::to_string(size) +
-                     " bytes, larger than the " + std::to_string(max_bytes) + "-byte limit");
+    throw ValueError(kind + " '" + path + "' is " + std::to_string(size) + " bytes, larger than the " +
+                     std::to_string(max_bytes) + "-byte limit");
   }
   in.seekg(0, std::ios::beg);
   std::string text(static_cast<std::size_t>(size), '\0');
-  if (size > 0 && !in.read(text.data(), size)) throw OSError("cannot read JSON file '" + path + "'");
-  return parse_json_text(text, path);
+  if (size > 0 && !in.read(text.data(), size)) throw OSError("cannot read " + kind + " '" + path + "'");
+  return text;
+}
+
+Json read_json_file(const std::string& path, std::size_t max_bytes) {
+  return parse_json_text(read_regular_file(path, max_bytes, "JSON file"), path);
 }
 
 Json parse_json_text(const std::string& text, const std::string& origin) {
+  if (json_nests_deeper_than(text.data(), text.data() + text.size(), kMaxJsonDepth)) {
+    throw ValueError("invalid JSON in '" + origin + "': nested deeper than " + std::to_string(kMaxJsonDepth) +
+                     " levels");
+  }
   try {
     return Json::parse(text);
   } catch (const Json::parse_error& e) {

@@ -14,11 +14,24 @@ namespace nd::io {
 
 using Json = nlohmann::json;
 
+// The parser recurses once per nesting level (and so does destroying what it built): text nested
+// deeper than this is refused before it is parsed. diffusers' files nest a handful of levels;
+// Python's json gives up near 1000.
+constexpr int kMaxJsonDepth = 512;
+
+// Whether [ and { nest deeper than `max_depth` in [begin, end), outside strings.
+bool json_nests_deeper_than(const char* begin, const char* end, int max_depth);
+
+// The bytes of a checkpoint file: a missing file, or one that is not a regular file (a FIFO or a
+// device would block or never end), -> OSError; larger than `max_bytes` -> ValueError.
+std::string read_regular_file(const std::string& path, std::size_t max_bytes, const std::string& kind);
+
 // Parses a JSON file. Missing/unreadable file -> OSError; invalid JSON -> ValueError naming the
 // file and the byte position. `max_bytes` guards against absurd inputs.
 Json read_json_file(const std::string& path, std::size_t max_bytes = std::size_t{256} << 20);
 
-// Parses JSON text; `origin` names the source in errors.
+// Parses JSON text; `origin` names the source in errors (ValueError, also for nesting deeper than
+// kMaxJsonDepth).
 Json parse_json_text(const std::string& text, const std::string& origin);
 
 // A JSON object together with the file it came from, so every lookup error can name both.

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "core/errors.h"
+#include "io/json_config.h"
 
 namespace nd::io {
 namespace {
@@ -78,7 +79,8 @@ const char* dtype_name(DType dtype) { return entry_for(dtype).name; }
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (fstat below refuses it).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw OSError("cannot open safetensors file '" + path + "': " + std::strerror(errno));
   }
@@ -169,6 +171,9 @@ void SafetensorsFile::parse() {
     return true;
   };
   const char* text = reinterpret_cast<const char*>(bytes_ + 8);
+  if (io::json_nests_deeper_than(text, text + header_len, io::kMaxJsonDepth)) {
+    fail("header JSON is nested deeper than " + std::to_string(io::kMaxJsonDepth) + " levels");
+  }
   Json header;
   try {
     header = Json::parse(text, text + header_len, on_event);

@@ -23,26 +23,40 @@ bool run_step_callback(const StepCallback& callback, int64_t step, const at::Ten
   return out.interrupt;
 }
 
+at::Tensor rows_tensor(const std::vector<std::vector<int64_t>>& rows) {
+  const int64_t batch = static_cast<int64_t>(rows.size());
+  const int64_t length = rows.empty() ? 0 : static_cast<int64_t>(rows.front().size());
+  at::Tensor t = at::empty({batch, length}, at::kLong);
+  auto acc = t.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t i = 0; i < length; ++i) acc[b][i] = rows[b][i];
+  }
+  return t;
+}
+
 at::Tensor tokenize_padded(const CLIPTokenizer& tokenizer, const std::vector<std::string>& texts,
                            int64_t max_length) {
-  const CLIPBatchEncoding enc = tokenizer(texts, PaddingStrategy::kMaxLength, true, max_length);
-  const int64_t batch = static_cast<int64_t>(enc.input_ids.size());
-  const int64_t length = batch == 0 ? 0 : static_cast<int64_t>(enc.input_ids.front().size());
-  at::Tensor ids = at::empty({batch, length}, at::kLong);
-  auto acc = ids.accessor<int64_t, 2>();
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t i = 0; i < length; ++i) acc[b][i] = enc.input_ids[b][i];
-  }
-  return ids;
+  return rows_tensor(tokenizer(texts, PaddingStrategy::kMaxLength, true, max_length).input_ids);
 }
 
 at::Tensor repeat_per_prompt(const at::Tensor& embeds, int64_t num_images_per_prompt) {
+  // Every prompt encoding divides by it afterwards.
+  if (num_images_per_prompt < 1) {
+    throw ValueError("`num_images_per_prompt` has to be a positive integer but is " +
+                     std::to_string(num_images_per_prompt));
+  }
   return num_images_per_prompt == 1 ? embeds : embeds.repeat_interleave(num_images_per_prompt, 0);
 }
 
 int64_t retrieve_timesteps(Scheduler& scheduler, int64_t num_inference_steps, c10::Device device,
                            const std::vector<double>& timesteps, const std::vector<double>& sigmas) {
   const bool custom = !timesteps.empty() || !sigmas.empty();
+  // A schedule holds a few floats per step; past this bound a typo allocates without end.
+  constexpr int64_t kMaxInferenceSteps = 1'000'000;
+  if (!custom && (num_inference_steps < 1 || num_inference_steps > kMaxInferenceSteps)) {
+    throw ValueError("`num_inference_steps` has to be between 1 and " + std::to_string(kMaxInferenceSteps) +
+                     " but is " + std::to_string(num_inference_steps));
+  }
   scheduler.set_timesteps(custom ? std::nullopt : std::optional<int64_t>(num_inference_steps), device, timesteps,
                           sigmas);
   return custom ? scheduler.timesteps().size(0) : num_inference_steps;

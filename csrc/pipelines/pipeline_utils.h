@@ -45,6 +45,9 @@ struct PipelineResult {
   int64_t num_timesteps = 0;
 };
 
+// Equal-length rows (token ids, attention masks) as a [B, length] int64 tensor.
+at::Tensor rows_tensor(const std::vector<std::vector<int64_t>>& rows);
+
 // Token ids [B, max_length] as diffusers' encode_prompt asks for them: padded to max_length and
 // truncated.
 at::Tensor tokenize_padded(const CLIPTokenizer& tokenizer, const std::vector<std::string>& texts,

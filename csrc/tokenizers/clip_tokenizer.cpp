@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <queue>
 #include <sstream>
 
 #include "core/errors.h"
@@ -24,6 +25,8 @@ using io::Json;
 constexpr const char* kEndOfWordSuffix = "</w>";
 // tokenizers' BPE cache holds 10k words; past that, words are merged afresh every time.
 constexpr std::size_t kWordCacheCapacity = 10000;
+// tokenizers does not cache words this long (bpe/model.rs MAX_LENGTH).
+constexpr std::size_t kMaxCachedWordBytes = 256;
 // Merges are keyed by two ids packed into 64 bits.
 constexpr int64_t kMaxTokenId = std::numeric_limits<int32_t>::max();
 // transformers treats model_max_length above LARGE_INTEGER (1e20) as "no limit"; every value that
@@ -83,6 +86,22 @@ std::vector<int32_t> decode_utf8(const std::string& s) {
     pos += n;
   }
   return out;
+}
+
+// The code point that ends just before byte `i` / starts at byte `i` of valid UTF-8, if any: a
+// word-boundary test without decoding everything before or after.
+std::optional<int32_t> codepoint_before(const std::string& s, std::size_t i) {
+  if (i == 0) return std::nullopt;
+  std::size_t begin = i - 1;
+  while (begin > 0 && (static_cast<unsigned char>(s[begin]) & 0xC0) == 0x80) --begin;
+  return decode_utf8(s.substr(begin, i - begin)).front();
+}
+
+std::optional<int32_t> codepoint_at(const std::string& s, std::size_t i) {
+  if (i >= s.size()) return std::nullopt;
+  std::size_t end = i + 1;
+  while (end < s.size() && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) ++end;
+  return decode_utf8(s.substr(i, end - i)).front();
 }
 
 void append_utf8(int32_t c, std::string& out) {
@@ -261,12 +280,7 @@ const ByteLevelTable& byte_level() {
 // ---- file parsing ------------------------------------------------------------------------------
 
 std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw OSError("cannot open '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw OSError("cannot read '" + path + "'");
-  return ss.str();
+  return io::read_regular_file(path, std::size_t{256} << 20, "tokenizer file");
 }
 
 CLIPTokenizer::Vocab parse_vocab(const Json& j, const std::string& origin) {
@@ -750,10 +764,9 @@ void CLIPTokenizer::split_on_added(const std::string& text, bool normalized,
     }
     const std::size_t end = i + best->first.size();
     if (best->second->token.single_word) {
-      const std::vector<int32_t> before = decode_utf8(text.substr(0, i));
-      const std::vector<int32_t> after = decode_utf8(text.substr(end));
-      const bool ok = (before.empty() || !is_word_char(before.back())) &&
-                      (after.empty() || !is_word_char(after.front()));
+      const std::optional<int32_t> before = codepoint_before(text, i);
+      const std::optional<int32_t> after = codepoint_at(text, end);
+      const bool ok = (!before || !is_word_char(*before)) && (!after || !is_word_char(*after));
       if (!ok) {
         i = end;
         continue;
@@ -815,29 +828,56 @@ void CLIPTokenizer::bpe_word(const std::string& word, std::vector<int64_t>& out)
     }
     symbols.push_back(unk_it->second);
   }
-  // Merge the lowest-ranked adjacent pair (leftmost on ties) until none is left: the order of
-  // tokenizers' priority queue.
-  while (symbols.size() > 1) {
-    int64_t best_rank = std::numeric_limits<int64_t>::max();
-    std::size_t best_pos = 0;
-    int64_t best_id = -1;
-    for (std::size_t k = 0; k + 1 < symbols.size(); ++k) {
-      const uint64_t key =
-          (static_cast<uint64_t>(symbols[k]) << 32) | static_cast<uint64_t>(symbols[k + 1]);
-      auto it = merges_.find(key);
-      if (it != merges_.end() && it->second.first < best_rank) {
-        best_rank = it->second.first;
-        best_pos = k;
-        best_id = it->second.second;
-      }
-    }
-    if (best_id < 0) break;
-    symbols[best_pos] = best_id;
-    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best_pos) + 1);
-  }
+  merge_symbols(symbols);
   out.insert(out.end(), symbols.begin(), symbols.end());
+  if (word.size() >= kMaxCachedWordBytes) return;
   std::lock_guard<std::mutex> lock(cache_->mutex);
   if (cache_->words.size() < kWordCacheCapacity) cache_->words.emplace(word, std::move(symbols));
+}
+
+void CLIPTokenizer::merge_symbols(std::vector<int64_t>& symbols) const {
+  // Merge the lowest-ranked adjacent pair (leftmost on ties) until none is left: the order of
+  // tokenizers' priority queue, and as it does, with a heap over a linked list of symbols, so a
+  // word of n bytes takes O(n log n) (a megabyte-long word is one pre-tokenized piece).
+  const std::size_t n = symbols.size();
+  if (n < 2) return;
+  std::vector<std::size_t> prev(n), next(n);
+  std::vector<bool> alive(n, true);
+  for (std::size_t k = 0; k < n; ++k) {
+    prev[k] = k == 0 ? n : k - 1;  // n: none
+    next[k] = k + 1;
+  }
+  struct Candidate {
+    int64_t rank;
+    std::size_t pos;  // the left symbol's index: leftmost in the word is smallest
+    int64_t left, right, merged;
+    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> queue;
+  const auto consider = [&](std::size_t left) {
+    const std::size_t right = next[left];
+    if (left >= n || right >= n) return;
+    const uint64_t key = (static_cast<uint64_t>(symbols[left]) << 32) | static_cast<uint64_t>(symbols[right]);
+    const auto it = merges_.find(key);
+    if (it != merges_.end()) queue.push({it->second.first, left, symbols[left], symbols[right], it->second.second});
+  };
+  for (std::size_t k = 0; k + 1 < n; ++k) consider(k);
+  while (!queue.empty()) {
+    const Candidate c = queue.top();
+    queue.pop();
+    // A candidate is stale once either symbol was merged away or changed.
+    const std::size_t right = next[c.pos];
+    if (!alive[c.pos] || right >= n || symbols[c.pos] != c.left || symbols[right] != c.right) continue;
+    symbols[c.pos] = c.merged;
+    alive[right] = false;
+    next[c.pos] = next[right];
+    if (next[right] < n) prev[next[right]] = c.pos;
+    if (prev[c.pos] < n) consider(prev[c.pos]);
+    consider(c.pos);
+  }
+  std::size_t kept = 0;
+  for (std::size_t k = 0; k < n; k = next[k]) symbols[kept++] = symbols[k];
+  symbols.resize(kept);
 }
 
 CLIPBatchEncoding CLIPTokenizer::operator()(const std::vector<std::string>& texts,

@@ -128,6 +128,8 @@ class CLIPTokenizer {
   void encode_segment(const std::string& raw, std::vector<int64_t>& out) const;
   void encode_normalized(const std::string& normalized, std::vector<int64_t>& out) const;
   void bpe_word(const std::string& word, std::vector<int64_t>& out) const;
+  // Applies the merges to one word's symbols, in place.
+  void merge_symbols(std::vector<int64_t>& symbols) const;
 
   Vocab vocab_;
   std::unordered_map<int64_t, std::string> id_to_vocab_;

@@ -3,7 +3,6 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
-#include "pipelines/guiders/classifier_free_guidance.h"
 #include "pipelines/loop_inputs/controlnet_residuals.h"
 
 namespace nd {
@@ -42,10 +41,8 @@ PipelineResult StableDiffusionControlNetPipeline::run(const StableDiffusionContr
   // 3.-6. The prompt, the timesteps and the initial noise, as text-to-image
   PreparedCall call = prepare_text_to_image(r);
   // 4. + 7.1 The control image and the steps the ControlNet guides
-  const ControlNetResiduals control(*controlnet_, r, call.batch_size, r.num_images_per_prompt,
-                                    does_classifier_free_guidance(r.guidance_scale),
-                                    call.window.timesteps.size(0), execution_device(), "image");
-  call.tensors["image"] = control.image();
+  const ControlNetResiduals control = ControlNetResiduals::for_call(
+      *controlnet_, r, call, r.num_images_per_prompt, r.guidance_scale, execution_device(), "image");
   // 8. Denoising loop, then the decode
   return denoise(r, std::move(call), {&control});
 }

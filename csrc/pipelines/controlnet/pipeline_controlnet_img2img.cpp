@@ -3,7 +3,6 @@
 #include <c10/core/GradMode.h>
 
 #include "core/errors.h"
-#include "pipelines/guiders/classifier_free_guidance.h"
 #include "pipelines/loop_inputs/controlnet_residuals.h"
 
 namespace nd {
@@ -23,10 +22,8 @@ PipelineResult StableDiffusionControlNetImg2ImgPipeline::run(const StableDiffusi
   // 3.-6. The prompt, the schedule cut by strength and the noised image latents, as image-to-image
   PreparedCall call = prepare_image_to_image(r);
   // 4. + 7.1 The control image and the steps the ControlNet guides
-  const ControlNetResiduals control(*controlnet_, r, call.batch_size, r.num_images_per_prompt,
-                                    does_classifier_free_guidance(r.guidance_scale),
-                                    call.window.timesteps.size(0), execution_device(), "control_image");
-  call.tensors["control_image"] = control.image();
+  const ControlNetResiduals control = ControlNetResiduals::for_call(
+      *controlnet_, r, call, r.num_images_per_prompt, r.guidance_scale, execution_device(), "control_image");
   // 8. Denoising loop, then the decode
   return denoise(r, std::move(call), {&control});
 }

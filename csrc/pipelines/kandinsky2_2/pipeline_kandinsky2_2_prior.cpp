@@ -8,21 +8,6 @@
 #include "pipelines/guiders/classifier_free_guidance.h"
 
 namespace nd {
-namespace {
-
-at::Tensor rows_tensor(const std::vector<std::vector<int64_t>>& rows) {
-  const int64_t batch = static_cast<int64_t>(rows.size());
-  const int64_t length = rows.empty() ? 0 : static_cast<int64_t>(rows.front().size());
-  at::Tensor t = at::empty({batch, length}, at::kLong);
-  auto acc = t.accessor<int64_t, 2>();
-  for (int64_t b = 0; b < batch; ++b) {
-    for (int64_t i = 0; i < length; ++i) acc[b][i] = rows[b][i];
-  }
-  return t;
-}
-
-}  // namespace
-
 KandinskyV22PriorPipeline::KandinskyV22PriorPipeline(std::shared_ptr<PriorTransformer> prior,
                                                      std::shared_ptr<CLIPVisionModelWithProjection> image_encoder,
                                                      std::shared_ptr<CLIPTextModel> text_encoder,

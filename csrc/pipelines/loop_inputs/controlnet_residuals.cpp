@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
+#include "pipelines/guiders/classifier_free_guidance.h"
 
 namespace nd {
 
@@ -41,6 +42,17 @@ ControlNetResiduals::ControlNetResiduals(const ControlNetModel& controlnet, cons
                          static_cast<double>(i + 1) / n > r.control_guidance_end;
     keep_.push_back(outside ? 0.0 : 1.0);
   }
+}
+
+ControlNetResiduals ControlNetResiduals::for_call(const ControlNetModel& controlnet, const ControlNetRequest& request,
+                                                  PreparedCall& call, int64_t num_images_per_prompt,
+                                                  double guidance_scale, c10::Device device,
+                                                  const std::string& tensor_name) {
+  ControlNetResiduals control(controlnet, request, call.batch_size, num_images_per_prompt,
+                              does_classifier_free_guidance(guidance_scale), call.window.timesteps.size(0), device,
+                              tensor_name);
+  call.tensors[tensor_name] = control.image();
+  return control;
 }
 
 void ControlNetResiduals::add_to(UNetInputs& call, const LoopStep& step) const {

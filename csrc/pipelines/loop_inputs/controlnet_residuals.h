@@ -13,6 +13,7 @@
 #include "models/controlnets/controlnet.h"
 #include "pipelines/controlnet/controlnet_utils.h"
 #include "pipelines/loop_inputs/loop_input.h"
+#include "pipelines/stable_diffusion/pipeline_stable_diffusion.h"
 
 namespace nd {
 
@@ -25,6 +26,12 @@ class ControlNetResiduals : public LoopInput {
   ControlNetResiduals(const ControlNetModel& controlnet, const ControlNetRequest& request, int64_t batch_size,
                      int64_t num_images_per_prompt, bool do_classifier_free_guidance, int64_t num_timesteps,
                      c10::Device device, std::string tensor_name);
+
+  // Over a prepared SD 1.x/2.x call (steps 4. and 7.1 of diffusers' ControlNet pipelines): its
+  // control image joins the call's step tensors as `tensor_name`.
+  static ControlNetResiduals for_call(const ControlNetModel& controlnet, const ControlNetRequest& request,
+                                      PreparedCall& call, int64_t num_images_per_prompt, double guidance_scale,
+                                      c10::Device device, const std::string& tensor_name);
 
   // The prepared conditioning image: repeated to the batch, doubled under guidance unless in guess mode.
   const at::Tensor& image() const { return image_; }
