@@ -48,7 +48,8 @@ def read_config_file(path: str) -> Dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        # RecursionError: nested too deep for Python's parser.
         raise ValueError(f"It looks like the config file at '{path}' is not a valid JSON file: {e}") from e
     if not isinstance(data, dict):
         raise ValueError(f"The config file at '{path}' must contain a JSON object.")

@@ -3,6 +3,7 @@
 components are engine-backed; the denoising loop itself runs in the engine."""
 
 import inspect
+import numbers
 import os
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -223,6 +224,27 @@ class DiffusionPipeline:
                     f" {negative_prompt_embeds.shape}."
                 )
 
+    @staticmethod
+    def _check_strength(strength):
+        # Ref: diffusers check_inputs; written so that NaN fails too (it compares false both ways).
+        try:
+            value = float(strength)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"`strength` has to be a number but is {strength!r}") from e
+        if not 0 <= value <= 1:
+            raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
+
+    @staticmethod
+    def _check_step_counts(num_inference_steps, num_images_per_prompt):
+        """Integers, as diffusers' schedulers and batching need them (a float fails there with a
+        TypeError); diffusers divides by num_images_per_prompt, so 0 is refused here."""
+        for name, value in (("num_inference_steps", num_inference_steps),
+                            ("num_images_per_prompt", num_images_per_prompt)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise TypeError(f"`{name}` has to be an integer but is {value!r} of type {type(value).__name__}")
+        if num_images_per_prompt < 1:
+            raise ValueError(f"`num_images_per_prompt` has to be a positive integer but is {num_images_per_prompt}")
+
     def _generators_for_batch(self, generator, effective_batch_size: int) -> List[torch.Generator]:
         generators = self._generators(generator)
         if len(generators) > 1 and len(generators) != effective_batch_size:
@@ -359,6 +381,7 @@ class DiffusionPipeline:
         self._interrupt = False
         self._check_output_type(output_type)
         self._check_custom_schedule(timesteps, sigmas)
+        self._check_step_counts(num_inference_steps, num_images_per_prompt)
         r.generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
         r.num_inference_steps = int(num_inference_steps)
         r.timesteps = [float(t) for t in timesteps] if timesteps is not None else []

@@ -63,8 +63,7 @@ class StableDiffusionControlNetImg2ImgPipeline(ControlNetMixin, DiffusionPipelin
             output_type=output_type, callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
-        if strength < 0 or strength > 1:
-            raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
+        self._check_strength(strength)
         if image is None:
             raise ValueError("`image` input cannot be undefined.")
 

@@ -17,8 +17,7 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionBase, DiffusionPipeline):
     def check_inputs(self, prompt, strength, callback_steps, negative_prompt=None, prompt_embeds=None,
                      negative_prompt_embeds=None, callback_on_step_end_tensor_inputs=None):
         # Ref: diffusers StableDiffusionImg2ImgPipeline.check_inputs (same messages).
-        if strength < 0 or strength > 1:
-            raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
+        self._check_strength(strength)
         self._check_prompt_inputs(prompt, callback_steps, negative_prompt, prompt_embeds, negative_prompt_embeds,
                                   callback_on_step_end_tensor_inputs)
 

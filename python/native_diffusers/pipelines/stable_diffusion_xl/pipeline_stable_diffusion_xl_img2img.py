@@ -75,8 +75,7 @@ class StableDiffusionXLImg2ImgPipeline(StableDiffusionXLMixin, DiffusionPipeline
         self._check_unsupported_call_arguments(ip_adapter_image, ip_adapter_image_embeds, cross_attention_kwargs,
                                                kwargs)
         # 1. Check inputs (Ref: diffusers StableDiffusionXLImg2ImgPipeline.check_inputs)
-        if strength < 0 or strength > 1:
-            raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
+        self._check_strength(strength)
         if num_inference_steps is None:
             raise ValueError("`num_inference_steps` cannot be None.")
         elif not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
