@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 #include "core/errors.h"
+#include "runtime/interrupt_check.h"
 
 namespace py = pybind11;
 
@@ -32,6 +33,12 @@ PYBIND11_MODULE(_C, m) {
     } catch (const nd::Error& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
+  });
+  // Ctrl-C during a call: the loop checks at every step, and Python's KeyboardInterrupt (or what a
+  // user's signal handler raised) ends the call there.
+  nd::set_interrupt_check([] {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   });
   nd::bindings::bind_io(m);
   nd::bindings::bind_tokenizers(m);

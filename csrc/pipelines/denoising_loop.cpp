@@ -8,6 +8,7 @@
 #include "runtime/host_sync_check.h"
 #include "core/progress_bar.h"
 #include "offload/model_offload.h"
+#include "runtime/interrupt_check.h"
 
 namespace nd {
 namespace {
@@ -27,6 +28,8 @@ bool progress_advances(const DenoisingLoopSpec& spec, int64_t i, int64_t count, 
   if (spec.progress_per_timestep) return true;
   return i == count - 1 || ((i + 1) > spec.window.num_warmup_steps && (i + 1) % order == 0);
 }
+
+DenoisingLoopResult run_steps(const DenoisingLoopSpec& spec, StepTensors tensors);
 
 }  // namespace
 
@@ -49,6 +52,19 @@ DenoisingLoopSpec loop_spec(const LoopOptions& options, TimestepWindow window, S
 
 DenoisingLoopResult run_denoising_loop(const DenoisingLoopSpec& spec, StepTensors tensors) {
   check_spec(spec, tensors);
+  try {
+    return run_steps(spec, std::move(tensors));
+  } catch (...) {
+    // The call ends here (an interrupt, bad input met mid-loop): its components go home, as at the
+    // end of every call, so that the pipeline's next call starts as the first did.
+    if (spec.offload) spec.offload->offload_all();
+    throw;
+  }
+}
+
+namespace {
+
+DenoisingLoopResult run_steps(const DenoisingLoopSpec& spec, StepTensors tensors) {
   Scheduler& scheduler = *spec.scheduler;
   const at::Tensor& timesteps = spec.window.timesteps;
   const int64_t count = timesteps.size(0);
@@ -62,6 +78,7 @@ DenoisingLoopResult run_denoising_loop(const DenoisingLoopSpec& spec, StepTensor
   {
     ProgressBar progress(spec.progress_per_timestep ? count : spec.window.num_inference_steps, spec.progress_bar);
     for (int64_t i = 0; i < count && !result.interrupted; ++i) {
+      check_for_interrupt();
       const StepSyncCheck no_host_sync(i);
       const at::Tensor t = timesteps[i];
       const at::Tensor t_host = host_timesteps[i];
@@ -94,4 +111,5 @@ DenoisingLoopResult run_denoising_loop(const DenoisingLoopSpec& spec, StepTensor
   return result;
 }
 
+}  // namespace
 }  // namespace nd

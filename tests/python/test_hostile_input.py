@@ -180,3 +180,35 @@ def _pipeline_call(checkpoint: str, cls: str, call: str) -> str:
 ])
 def test_bad_call_arguments_raise_before_any_work(sd_checkpoint, cls, call, exception, fragment):
     _expect_raises(_pipeline_call(sd_checkpoint, cls, call), exception, fragment)
+
+
+# -- robustness under use -----------------------------------------------------------------------
+
+def test_ctrl_c_stops_the_loop_within_a_step_and_the_pipeline_stays_usable(sd_checkpoint):
+    # The signal arrives while the engine runs with the GIL released (no step callback): only the
+    # loop's own per-step check can notice it.
+    out = _run_case(f"""
+        import os, signal, threading, time
+        import numpy as np
+        import native_diffusers as nd
+        pipe = nd.StableDiffusionPipeline.from_pretrained({sd_checkpoint!r})
+        pipe.set_progress_bar_config(disable=True)
+        kwargs = dict(prompt="a cat", height=32, width=32, output_type="np")
+        start = time.perf_counter()
+        pipe(num_inference_steps=4, **kwargs)
+        step_s = (time.perf_counter() - start) / 4
+        sent = []
+        timer = threading.Timer(1.0, lambda: (sent.append(time.perf_counter()), os.kill(os.getpid(), signal.SIGINT)))
+        timer.start()
+        try:
+            pipe(num_inference_steps=900, **kwargs)
+            print("NOT INTERRUPTED")
+        except KeyboardInterrupt:
+            print("INTERRUPTED", time.perf_counter() - sent[0], step_s)
+        again = pipe(num_inference_steps=3, **kwargs).images
+        print("USABLE", bool(np.isfinite(again).all()))
+    """)
+    assert "INTERRUPTED" in out, out
+    after_signal_s, step_s = (float(v) for v in out.split("INTERRUPTED")[1].split()[:2])
+    assert after_signal_s < 2 * step_s + 0.5, out
+    assert "USABLE True" in out, out
