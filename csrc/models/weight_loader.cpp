@@ -21,7 +21,7 @@ std::string shape_string(at::IntArrayRef shape) {
 
 WeightLoader::WeightLoader(const io::StateDict& state_dict, std::string origin,
                            std::optional<at::ScalarType> dtype)
-    : shared_(std::make_shared<Shared>(Shared{&state_dict, std::move(origin), dtype})) {}
+    : shared_(std::make_shared<Shared>(Shared{&state_dict, std::move(origin), dtype, stored_floating_dtype(state_dict)})) {}
 
 WeightLoader::WeightLoader(std::shared_ptr<const Shared> shared, std::string prefix)
     : shared_(std::move(shared)), prefix_(std::move(prefix)) {}
@@ -45,10 +45,11 @@ at::Tensor WeightLoader::get(const std::string& name, const std::vector<int64_t>
     throw ValueError("weight '" + key + "' in " + shared_->origin + " has shape " +
                      shape_string(stored.sizes()) + ", expected " + shape_string(shape));
   }
-  if (shared_->dtype && at::isFloatingType(stored.scalar_type()) &&
-      stored.scalar_type() != *shared_->dtype) {
-    return stored.to(*shared_->dtype);
+  if (!at::isFloatingType(stored.scalar_type())) {
+    // Ref: diffusers copies an integer or bool weight into the model's floating parameter.
+    return stored.to(shared_->dtype.value_or(shared_->floating_dtype));
   }
+  if (shared_->dtype && stored.scalar_type() != *shared_->dtype) return stored.to(*shared_->dtype);
   return stored;
 }
 

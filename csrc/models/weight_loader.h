@@ -35,6 +35,7 @@ class WeightLoader {
     const io::StateDict* state_dict;
     std::string origin;
     std::optional<at::ScalarType> dtype;
+    at::ScalarType floating_dtype;  // the checkpoint's: non-floating weights are cast to it
   };
   WeightLoader(std::shared_ptr<const Shared> shared, std::string prefix);
 

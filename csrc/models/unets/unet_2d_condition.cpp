@@ -162,15 +162,31 @@ UNet2DConditionConfig UNet2DConditionConfig::from_json(const io::JsonConfig& jso
       json.fail("projection_class_embeddings_input_dim", "must be positive");
     }
   }
+  // Ref: diffusers needs the channels to split into heads only where a block has attention.
+  const auto check_heads = [&](const std::string& block, int64_t channels, int64_t heads) {
+    if (heads <= 0 || channels % heads != 0) {
+      json.fail("attention_head_dim", block + " has " + std::to_string(channels) + " channels, not divisible into " +
+                                          std::to_string(heads) + " heads");
+    }
+  };
   for (std::size_t i = 0; i < n; ++i) {
     if (c.block_out_channels[i] <= 0) json.fail("block_out_channels", "channels must be positive");
-    if (c.num_attention_heads[i] <= 0 || c.block_out_channels[i] % c.num_attention_heads[i] != 0) {
-      json.fail("attention_head_dim", "block " + std::to_string(i) + " has " +
-                                          std::to_string(c.block_out_channels[i]) +
-                                          " channels, not divisible into " +
-                                          std::to_string(c.num_attention_heads[i]) + " heads");
-    }
+    if (c.num_attention_heads[i] <= 0) json.fail("attention_head_dim", "must be positive");
     if (c.layers_per_block[i] <= 0) json.fail("layers_per_block", "must be positive");
+    if (c.transformer_layers_per_block[i] < 0) json.fail("transformer_layers_per_block", "must not be negative");
+    if (i < c.down_block_types.size() && has_cross_attention(c.down_block_types[i])) {
+      check_heads("down block " + std::to_string(i), c.block_out_channels[i], c.num_attention_heads[i]);
+    }
+    // Up block i has the channels of down block r = n - 1 - i, and its heads too, except that a
+    // SimpleCrossAttn block reads attention_head_dim[i] (see load_unet).
+    const std::size_t r = n - 1 - i;
+    if (i < c.up_block_types.size() && has_cross_attention(c.up_block_types[i])) {
+      const std::size_t heads_index = is_simple_cross_attention(c.up_block_types[i]) ? i : r;
+      check_heads("up block " + std::to_string(i), c.block_out_channels[r], c.num_attention_heads[heads_index]);
+    }
+  }
+  if (n > 0 && c.mid_block_type.find("CrossAttn") != std::string::npos) {
+    check_heads("the mid block", c.block_out_channels.back(), c.num_attention_heads.back());
   }
   if (c.conv_in_kernel % 2 == 0 || c.conv_in_kernel <= 0) json.fail("conv_in_kernel", "must be odd");
   if (c.conv_out_kernel % 2 == 0 || c.conv_out_kernel <= 0) json.fail("conv_out_kernel", "must be odd");

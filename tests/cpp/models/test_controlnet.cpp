@@ -47,6 +47,38 @@ TEST(ControlNetConfig, RejectsWhatItCannotBuild) {
                ValueError);
 }
 
+io::JsonConfig unet_config(const std::string& text) {
+  return io::JsonConfig(io::parse_json_text(text, "unet/config.json"), "unet/config.json");
+}
+
+TEST(UNet2DConditionConfig, NeedsHeadsToDivideChannelsOnlyWhereThereIsAttention) {
+  // Kandinsky-style: the first block has no attention, so its 4 channels need not split into 8.
+  EXPECT_NO_THROW(UNet2DConditionConfig::from_json(unet_config(
+      R"({"block_out_channels": [4, 8], "attention_head_dim": 8, "encoder_hid_dim": 8,
+          "encoder_hid_dim_type": "image_proj", "cross_attention_dim": 8, "addition_embed_type": "image",
+          "down_block_types": ["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
+          "up_block_types": ["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
+          "mid_block_type": "UNetMidBlock2DSimpleCrossAttn"})")));
+  EXPECT_NO_THROW(UNet2DConditionConfig::from_json(unet_config(
+      R"({"block_out_channels": [12, 16], "attention_head_dim": 8,
+          "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+          "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"]})")));
+  // Where attention is, the channels must split into the heads, and the message names the block.
+  try {
+    UNet2DConditionConfig::from_json(unet_config(
+        R"({"block_out_channels": [12, 16], "attention_head_dim": 8,
+            "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "UpBlock2D"]})"));
+    FAIL() << "expected ValueError";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("down block 0"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("attention_head_dim"), std::string::npos) << e.what();
+  }
+}
+
+TEST(UNet2DConditionConfig, RefusesANegativeTransformerLayerCount) {
+  EXPECT_THROW(UNet2DConditionConfig::from_json(unet_config(R"({"transformer_layers_per_block": -1})")), ValueError);
+}
+
 TEST(UNet2DConditionConfig, ReadsTheClassEmbeddingOfTheX4Upscaler) {
   const UNet2DConditionConfig c = UNet2DConditionConfig::from_json(
       io::JsonConfig(io::parse_json_text(R"({"num_class_embeds": 1000, "in_channels": 7})", "unet/config.json"),

@@ -30,5 +30,18 @@ TEST(WeightLoader, KeepsStoredDtypeWhenUnset) {
   EXPECT_EQ(stored_floating_dtype(sd), at::kHalf);
 }
 
+TEST(WeightLoader, CastsNonFloatingWeightsToTheCheckpointsFloatingDtype) {
+  // Ref: diffusers copies an integer weight into the model's floating parameter and runs.
+  io::StateDict sd;
+  sd["w.weight"] = at::ones({2}, at::kHalf);
+  sd["w.bias"] = at::full({2}, 3, at::kLong);
+  const WeightLoader stored(sd, "x", std::nullopt);
+  const LayerNorm norm = LayerNorm::load(stored.child("w"), 2, 1e-5);
+  EXPECT_EQ(norm.bias.scalar_type(), at::kHalf);
+  EXPECT_TRUE(at::equal(norm.bias, at::full({2}, 3.0, at::kHalf)));
+  const WeightLoader asked(sd, "x", at::kFloat);
+  EXPECT_EQ(LayerNorm::load(asked.child("w"), 2, 1e-5).bias.scalar_type(), at::kFloat);
+}
+
 }  // namespace
 }  // namespace nd
