@@ -1,7 +1,9 @@
 #include "io/json_config.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "core/errors.h"
@@ -57,6 +59,10 @@ Json read_json_file(const std::string& path, std::size_t max_bytes) {
 }
 
 Json parse_json_text(const std::string& text, const std::string& origin) {
+  // The parser stops at a NUL byte, which would leave whatever follows it unread and unchecked.
+  if (text.find('\0') != std::string::npos) {
+    throw ValueError("invalid JSON in '" + origin + "': it holds a NUL byte");
+  }
   if (json_nests_deeper_than(text.data(), text.data() + text.size(), kMaxJsonDepth)) {
     throw ValueError("invalid JSON in '" + origin + "': nested deeper than " + std::to_string(kMaxJsonDepth) +
                      " levels");
@@ -99,11 +105,18 @@ const Json& JsonConfig::at(const std::string& key) const {
 namespace {
 
 int64_t as_int(const Json& v, const JsonConfig& cfg, const std::string& key) {
-  if (v.is_number_integer()) return v.get<int64_t>();
-  // Configs written by Python sometimes store integral floats (e.g. 1.0); accept exact ones only.
-  if (v.is_number_float()) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return static_cast<int64_t>(u);
+  } else if (v.is_number_integer()) {
+    return v.get<int64_t>();
+  } else if (v.is_number_float()) {
+    // Configs written by Python sometimes store integral floats (e.g. 1.0); accept exact ones
+    // only, and only in [-2^63, 2^63), where the conversion is defined.
     const double d = v.get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+    if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == std::trunc(d)) {
+      return static_cast<int64_t>(d);
+    }
   }
   cfg.fail(key, "expected an integer, got " + v.dump());
 }

@@ -36,6 +36,13 @@ at::Tensor rows_tensor(const std::vector<std::vector<int64_t>>& rows) {
 
 at::Tensor tokenize_padded(const CLIPTokenizer& tokenizer, const std::vector<std::string>& texts,
                            int64_t max_length) {
+  // Every text is padded to it: a tokenizer_config.json with an absurd model_max_length would
+  // allocate without bound.
+  constexpr int64_t kMaxPromptTokens = 1 << 20;
+  if (max_length > kMaxPromptTokens) {
+    throw ValueError("the tokenizer's model_max_length " + std::to_string(max_length) + " is larger than " +
+                     std::to_string(kMaxPromptTokens) + " tokens; check tokenizer_config.json");
+  }
   return rows_tensor(tokenizer(texts, PaddingStrategy::kMaxLength, true, max_length).input_ids);
 }
 
