@@ -36,9 +36,13 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "fuzz_common.h"
 #include "tokenizers/clip_tokenizer.h"
 
 namespace {
+
+using nd::fuzz::guarded;
+using nd::fuzz::strict;
 
 namespace fs = std::filesystem;
 using nd::AddedToken;
@@ -47,39 +51,10 @@ using nd::CLIPSpecialTokens;
 using nd::CLIPTokenizer;
 using nd::PaddingStrategy;
 
-#define ND_FUZZ_CHECK(cond)                                                                 \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond);   \
-      std::abort();                                                                         \
-    }                                                                                       \
-  } while (0)
-
 // The largest model_max_length the harness pads to (CLIP uses 77; T5-style configs 512).
 constexpr int64_t kMaxPadTo = 4096;
 // Prompts beyond this are cut: long words are still covered, and runs stay fast.
 constexpr std::size_t kMaxPromptBytes = 2048;
-
-bool strict() {
-  static const bool value = [] {
-    const char* v = std::getenv("ND_FUZZ_STRICT");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return value;
-}
-
-template <typename F>
-void guarded(const char* what, F&& f) {
-  try {
-    f();
-  } catch (const nd::Error&) {
-  } catch (const std::exception& e) {
-    if (strict()) {
-      std::fprintf(stderr, "ND_FUZZ_STRICT: %s threw a non-nd exception: %s\n", what, e.what());
-      std::abort();
-    }
-  }
-}
 
 // ---- the fixed tokenizer -----------------------------------------------------------------------
 

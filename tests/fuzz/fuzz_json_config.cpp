@@ -21,42 +21,16 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "fuzz_common.h"
 #include "io/json_config.h"
 
 namespace {
 
+using nd::fuzz::guarded;
+using nd::fuzz::strict;
+
 using nd::io::Json;
 using nd::io::JsonConfig;
-
-#define ND_FUZZ_CHECK(cond)                                                                 \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond);   \
-      std::abort();                                                                         \
-    }                                                                                       \
-  } while (0)
-
-bool strict() {
-  static const bool value = [] {
-    const char* v = std::getenv("ND_FUZZ_STRICT");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return value;
-}
-
-// Runs `f`; nd::Error is a clean rejection, another std::exception too unless strict().
-template <typename F>
-void guarded(const char* what, F&& f) {
-  try {
-    f();
-  } catch (const nd::Error&) {
-  } catch (const std::exception& e) {
-    if (strict()) {
-      std::fprintf(stderr, "ND_FUZZ_STRICT: %s threw a non-nd exception: %s\n", what, e.what());
-      std::abort();
-    }
-  }
-}
 
 // Nesting depth as json_nests_deeper_than counts it: each array or object is one level.
 int depth_of(const Json& j) {

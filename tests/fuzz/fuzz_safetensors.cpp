@@ -22,28 +22,15 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "fuzz_common.h"
 #include "io/safetensors.h"
 
 namespace {
 
+using nd::fuzz::strict;
+
 using nd::io::SafetensorsFile;
 using nd::io::TensorInfo;
-
-#define ND_FUZZ_CHECK(cond)                                                                 \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
-      std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond);   \
-      std::abort();                                                                         \
-    }                                                                                       \
-  } while (0)
-
-bool strict() {
-  static const bool value = [] {
-    const char* v = std::getenv("ND_FUZZ_STRICT");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return value;
-}
 
 enum class Outcome { kParsed, kNdError, kOSError, kOtherError };
 
