@@ -44,6 +44,15 @@ print("NO EXCEPTION")
     assert fragment in out, out
 
 
+def _tokenizer_folder(tmp_path):
+    """A minimal valid tokenizer folder (vocab.json + merges.txt)."""
+    folder = tmp_path / "tokenizer"
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps({"a": 0, "<|endoftext|>": 1, "<|startoftext|>": 2}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return folder
+
+
 def _deep(levels: int, leaf: str = "0") -> str:
     return "[" * levels + leaf + "]" * levels
 
@@ -74,10 +83,7 @@ def test_deeply_nested_safetensors_header_is_refused_as_any_corrupt_header(tmp_p
 
 @pytest.mark.parametrize("name", ["vocab.json", "tokenizer_config.json"])
 def test_deeply_nested_tokenizer_file_is_a_valueerror(tmp_path, name):
-    folder = tmp_path / "tokenizer"
-    folder.mkdir()
-    (folder / "vocab.json").write_text(json.dumps({"a": 0, "<|endoftext|>": 1, "<|startoftext|>": 2}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    folder = _tokenizer_folder(tmp_path)
     (folder / name).write_text('{"model_max_length": ' + _deep(_DEEP) + "}")
     _expect_raises(f"""
         import native_diffusers as nd
@@ -103,10 +109,7 @@ def test_deeply_nested_model_index_and_config_are_valueerrors(tmp_path):
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 @pytest.mark.parametrize("name", ["vocab.json", "merges.txt"])
 def test_a_fifo_in_place_of_a_tokenizer_file_is_refused_at_once(tmp_path, name):
-    folder = tmp_path / "tokenizer"
-    folder.mkdir()
-    (folder / "vocab.json").write_text(json.dumps({"a": 0, "<|endoftext|>": 1, "<|startoftext|>": 2}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    folder = _tokenizer_folder(tmp_path)
     os.remove(folder / name)
     os.mkfifo(folder / name)
     _expect_raises(f"""

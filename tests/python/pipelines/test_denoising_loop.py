@@ -67,24 +67,18 @@ def folders(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def sd_img2img(folders):
-    return _pair("StableDiffusionImg2ImgPipeline", folders["sd"])
+def _pair_fixture(class_name, folder_key):
+    @pytest.fixture(scope="module")
+    def pipes(folders):
+        return _pair(class_name, folders[folder_key])
+
+    return pipes
 
 
-@pytest.fixture(scope="module")
-def sd_text2img(folders):
-    return _pair("StableDiffusionPipeline", folders["sd"])
-
-
-@pytest.fixture(scope="module")
-def sdxl_img2img(folders):
-    return _pair("StableDiffusionXLImg2ImgPipeline", folders["sdxl"])
-
-
-@pytest.fixture(scope="module")
-def sdxl_text2img(folders):
-    return _pair("StableDiffusionXLPipeline", folders["sdxl"])
+sd_img2img = _pair_fixture("StableDiffusionImg2ImgPipeline", "sd")
+sd_text2img = _pair_fixture("StableDiffusionPipeline", "sd")
+sdxl_img2img = _pair_fixture("StableDiffusionXLImg2ImgPipeline", "sdxl")
+sdxl_text2img = _pair_fixture("StableDiffusionXLPipeline", "sdxl")
 
 
 @pytest.fixture(scope="module")
