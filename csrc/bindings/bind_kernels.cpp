@@ -5,10 +5,12 @@
 #include <pybind11/pybind11.h>
 #include <torch/extension.h>
 
+#include "runtime/cpu_half_compute.h"
 #include "runtime/cuda_graph.h"
 #include "runtime/fused_ops.h"
 #include "runtime/host_sync_check.h"
 #include "runtime/memory_format.h"
+#include "models/layers.h"
 
 namespace py = pybind11;
 
@@ -23,6 +25,11 @@ void bind_kernels(py::module_& m) {
   m.def(
       "set_channels_last_mode",
       [](const std::string& mode) { set_channels_last_mode(parse_channels_last_mode(mode)); }, py::arg("mode"));
+  m.def("cpu_half_compute_mode", [] { return to_string(cpu_half_compute_mode()); });
+  m.def(
+      "set_cpu_half_compute_mode",
+      [](const std::string& mode) { set_cpu_half_compute_mode(parse_cpu_half_compute_mode(mode)); }, py::arg("mode"));
+  m.def("cpu_has_native_arithmetic", &cpu_has_native_arithmetic, py::arg("dtype"));
   m.def("fused_kernels_available", &fused_kernels_available);
   m.def("fused_kernels_enabled", &fused_kernels_enabled);
   m.def("set_fused_kernels_enabled", &set_fused_kernels_enabled, py::arg("enabled"));
@@ -47,6 +54,15 @@ void bind_kernels(py::module_& m) {
          double eps) { return layer_norm(x, weight.value_or(at::Tensor()), bias.value_or(at::Tensor()), eps); },
       py::arg("input"), py::arg("weight") = py::none(), py::arg("bias") = py::none(), py::arg("eps") = 1e-5, release_gil);
   ops.def("geglu", &geglu, py::arg("input"), release_gil);
+  ops.def("linear", [](const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+    return Linear{weight, bias}.forward(x);
+  }, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), release_gil);
+  ops.def("conv2d", [](const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias, int64_t stride, int64_t padding) {
+    return Conv2d{weight, bias, stride, padding}.forward(x);
+  }, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1, py::arg("padding") = 0, release_gil);
+  ops.def("masked_attention", [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const std::optional<at::Tensor>& mask, bool is_causal) {
+    return masked_attention(q, k, v, mask.value_or(at::Tensor()), is_causal);
+  }, py::arg("query"), py::arg("key"), py::arg("value"), py::arg("attn_mask") = py::none(), py::arg("is_causal") = false, release_gil);
 }
 
 }  // namespace nd::bindings

@@ -3,8 +3,9 @@
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
-#include "runtime/memory_format.h"
+#include "runtime/cpu_half_compute.h"
 #include "runtime/fused_ops.h"
+#include "runtime/memory_format.h"
 
 namespace nd {
 
@@ -26,7 +27,9 @@ Linear Linear::load(const WeightLoader& w, int64_t in_features, int64_t out_feat
 }
 
 at::Tensor Linear::forward(const at::Tensor& x) const {
-  return bias ? at::linear(x, weight, *bias) : at::linear(x, weight);
+  return compute_in_float32_where_needed(
+      [](const at::Tensor& x, const at::Tensor& weight, const auto& bias) { return at::linear(x, weight, bias); },
+      x, weight, bias);
 }
 
 void Linear::apply(const ParameterFn& fn) {
@@ -56,7 +59,11 @@ Conv2d Conv2d::load(const WeightLoader& w, int64_t in_channels, int64_t out_chan
 }
 
 at::Tensor Conv2d::forward(const at::Tensor& x) const {
-  return at::conv2d(x, weight, bias ? *bias : at::Tensor(), {stride, stride}, {padding, padding});
+  return compute_in_float32_where_needed(
+      [this](const at::Tensor& x, const at::Tensor& weight, const auto& bias) {
+        return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+      },
+      x, weight, bias);
 }
 
 void Conv2d::apply(const ParameterFn& fn) {

@@ -17,6 +17,7 @@
 #endif
 
 #include "core/errors.h"
+#include "runtime/cpu_half_compute.h"
 
 namespace nd {
 namespace {
@@ -30,7 +31,9 @@ std::atomic<bool>& kernels_flag() {
 }
 
 at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  return at::scaled_dot_product_attention(q, k, v);
+  return compute_in_float32_where_needed(
+      [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) { return at::scaled_dot_product_attention(q, k, v); },
+      q, k, v);
 }
 
 at::Tensor group_norm_reference(const at::Tensor& x, int64_t num_groups, const at::Tensor& weight,
@@ -41,7 +44,11 @@ at::Tensor group_norm_reference(const at::Tensor& x, int64_t num_groups, const a
     shape[0] = add.size(0), shape[1] = add.size(1);
     h = h + add.view(shape);
   }
-  h = at::group_norm(h, num_groups, weight, bias, eps);
+  h = compute_in_float32_where_needed(
+      [&](const at::Tensor& h, const at::Tensor& weight, const at::Tensor& bias) {
+        return at::group_norm(h, num_groups, weight, bias, eps);
+      },
+      h, weight, bias);
   return apply_silu ? at::silu(h) : h;
 }
 
@@ -130,6 +137,16 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   return attention_reference(q, k, v);
 }
 
+at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                            bool is_causal) {
+  return compute_in_float32_where_needed(
+      [is_causal](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+        return at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
+                                                /*dropout_p=*/0.0, is_causal);
+      },
+      q, k, v, mask);
+}
+
 at::Tensor group_norm(const at::Tensor& x, int64_t num_groups, const at::Tensor& weight, const at::Tensor& bias,
                       double eps, const at::Tensor& add, bool apply_silu) {
   if (x.dim() < 2 || num_groups <= 0 || x.size(1) % num_groups != 0) {
@@ -199,7 +216,11 @@ at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::T
     }
   }
 #endif
-  return at::layer_norm(x, {dim}, weight, bias, eps);
+  return compute_in_float32_where_needed(
+      [&](const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+        return at::layer_norm(x, {dim}, weight, bias, eps);
+      },
+      x, weight, bias);
 }
 
 at::Tensor geglu(const at::Tensor& projected) {

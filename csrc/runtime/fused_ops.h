@@ -22,6 +22,11 @@ void set_fused_attention_enabled(bool enabled);
 // any strides with head_dim contiguous (views of [B, L, heads, head_dim] projections need no copy).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
+// The same with an attention mask (boolean, or added to the scores; undefined for none) or a causal
+// one, for the text encoders and the prior: always PyTorch's SDPA, which has no fused kernel to lose.
+at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                            bool is_causal);
+
 // silu(group_norm(x + add[:, :, None, None])) with the silu and the add optional: the ResNet
 // block's norm1+act and temb-add+norm2+act in one pass. x: [N, C, *spatial]; add: [N, C] or undefined.
 at::Tensor group_norm(const at::Tensor& x, int64_t num_groups, const at::Tensor& weight, const at::Tensor& bias,

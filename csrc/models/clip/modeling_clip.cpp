@@ -5,6 +5,7 @@
 
 #include "core/errors.h"
 #include "offload/streaming.h"
+#include "runtime/fused_ops.h"
 
 namespace nd {
 
@@ -110,8 +111,7 @@ at::Tensor CLIPAttention::forward(const at::Tensor& x, const at::Tensor& mask) c
   };
   const at::Tensor q = heads(q_proj_), k = heads(k_proj_), v = heads(v_proj_);
   const bool causal_only = !mask.defined() && causal_;
-  at::Tensor out = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
-                                                    /*dropout_p=*/0.0, /*is_causal=*/causal_only);
+  at::Tensor out = masked_attention(q, k, v, mask, /*is_causal=*/causal_only);
   out = out.transpose(1, 2).reshape({batch, length, num_heads_ * head_dim_});  // [B, L, hidden]
   return out_proj_.forward(out);
 }

@@ -5,6 +5,7 @@
 
 #include "core/errors.h"
 #include "offload/streaming.h"
+#include "runtime/fused_ops.h"
 
 namespace nd {
 namespace {
@@ -89,8 +90,7 @@ at::Tensor PriorTransformerBlock::forward(const at::Tensor& x, const at::Tensor&
   const auto heads = [&](const Linear& proj) {
     return proj.forward(h).view({batch, length, heads_, head_dim_}).transpose(1, 2);  // [B, H, L, D]
   };
-  at::Tensor attn = at::scaled_dot_product_attention(heads(to_q_), heads(to_k_), heads(to_v_),
-                                                     mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt);
+  at::Tensor attn = masked_attention(heads(to_q_), heads(to_k_), heads(to_v_), mask, /*is_causal=*/false);
   attn = attn.transpose(1, 2).reshape({batch, length, heads_ * head_dim_});  // [B, L, inner]
   const at::Tensor y = to_out_.forward(attn) + x;
   return ff_out_.forward(at::gelu(ff_in_.forward(norm3_.forward(y)))) + y;
