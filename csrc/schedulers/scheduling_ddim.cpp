@@ -75,6 +75,7 @@ void DDIMScheduler::set_timesteps(std::optional<int64_t> num_inference_steps, st
     const double ratio = static_cast<double>(T) / static_cast<double>(n);
     for (double v : np_arange(static_cast<double>(T), 0, -ratio)) ts.push_back(static_cast<int64_t>(np_round(v)) - 1);
   }
+  check_timesteps_index_alphas(ts, config_, n, "DDIMScheduler");
   timesteps_ = to_tensor(ts);
   if (device) timesteps_ = timesteps_.to(*device);
 }

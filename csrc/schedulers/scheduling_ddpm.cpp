@@ -94,6 +94,7 @@ void DDPMScheduler::set_timesteps(std::optional<int64_t> num_inference_steps, st
       for (double v : np_arange(static_cast<double>(T), 0, -ratio)) ts.push_back(static_cast<int64_t>(np_round(v)) - 1);
     }
   }
+  if (!custom_timesteps_) check_timesteps_index_alphas(ts, config_, *num_inference_steps_, "DDPMScheduler");
   timesteps_ = to_tensor(ts);
   if (device) timesteps_ = timesteps_.to(*device);
   schedule_ = std::move(ts);

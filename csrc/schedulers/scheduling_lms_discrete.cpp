@@ -29,6 +29,9 @@ constexpr double kWgk[11] = {0.011694638867371874278064396062192, 0.032558162307
 // so quad returns it without subdividing. This is that estimate, summed in dqk21's order.
 template <typename F>
 double gauss_kronrod_21(const F& f, double a, double b) {
+  // quad returns 0 over an empty interval without evaluating f. Sigmas clamped to the trained range
+  // (timesteps a config's steps_offset pushes past it) are equal, and there f divides 0 by 0.
+  if (a == b) return 0.0;
   const double centr = 0.5 * (a + b);
   const double hlgth = 0.5 * (b - a);
   double resk = kWgk[10] * f(centr);

@@ -57,6 +57,7 @@ void PNDMScheduler::set_timesteps(std::optional<int64_t> num_inference_steps, st
     for (double v : np_arange(static_cast<double>(T), 0, -ratio)) ts.push_back(static_cast<int64_t>(np_round(v)) - 1);
     std::reverse(ts.begin(), ts.end());
   }
+  check_timesteps_index_alphas(ts, config_, n, "PNDMScheduler");
   const int64_t len = static_cast<int64_t>(ts.size());
   prk_timesteps_.clear();
   plms_timesteps_.clear();

@@ -350,6 +350,19 @@ std::vector<float> log_of(const std::vector<float>& values) {
   return out;
 }
 
+void check_timesteps_index_alphas(const std::vector<int64_t>& timesteps, const SchedulerConfigBase& config,
+                                  int64_t num_inference_steps, const char* scheduler) {
+  const int64_t T = config.num_train_timesteps;
+  for (const int64_t t : timesteps) {
+    if (t < 0 || t >= T) {
+      throw ValueError(std::string(scheduler) + ": steps_offset=" + std::to_string(config.steps_offset) +
+                       " with num_inference_steps=" + std::to_string(num_inference_steps) + " puts timestep " +
+                       std::to_string(t) + " outside [0, " + std::to_string(T) +
+                       "), the range of num_train_timesteps in the scheduler config");
+    }
+  }
+}
+
 std::vector<double> spaced_timesteps_descending(TimestepSpacing spacing, int64_t T, int64_t n,
                                                 int64_t steps_offset) {
   std::vector<double> ts;

@@ -164,6 +164,13 @@ std::vector<float> log_of(const std::vector<float>& values);
 std::vector<double> spaced_timesteps_descending(TimestepSpacing spacing, int64_t num_train_timesteps,
                                                 int64_t num_inference_steps, int64_t steps_offset);
 
+// For the schedulers that index alphas_cumprod by timestep (DDIM, DDPM, PNDM): every timestep must lie
+// in [0, num_train_timesteps). A config's steps_offset can push leading-spaced timesteps out (SD's
+// steps_offset=1 at num_inference_steps=1000 gives 1000); diffusers then fails in step() with an
+// IndexError, so this fails in set_timesteps with a ValueError naming the keys instead.
+void check_timesteps_index_alphas(const std::vector<int64_t>& timesteps, const SchedulerConfigBase& config,
+                                  int64_t num_inference_steps, const char* scheduler);
+
 at::Tensor to_tensor(const std::vector<double>& values, at::ScalarType dtype);
 at::Tensor to_tensor(const std::vector<int64_t>& values);
 
