@@ -6,6 +6,7 @@
 #include "io/checkpoint_files.h"
 #include "io/hf_cache.h"
 #include "io/safetensors.h"
+#include "io/state_dict.h"
 
 namespace py = pybind11;
 
@@ -46,6 +47,8 @@ void bind_io(py::module_& m) {
       "(snapshot_dir or None, [paths looked in]); ValueError for an impossible repo id.");
 
   m.def("hf_cache_roots", &io::hf_cache_roots);
+  m.def("copy_weights_on_load", &io::copy_weights_on_load);
+  m.def("set_copy_weights_on_load", &io::set_copy_weights_on_load, py::arg("enabled"));
 
   m.def(
       "safetensors_header",

@@ -2,11 +2,24 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
 #include "core/errors.h"
 #include "io/safetensors.h"
 
 namespace nd::io {
 namespace {
+
+std::atomic<bool>& copy_on_load_flag() {
+  static std::atomic<bool> flag{[] {
+    const char* env = std::getenv("ND_COPY_WEIGHTS_ON_LOAD");
+    return env != nullptr && std::string(env) == "1";
+  }()};
+  return flag;
+}
 
 at::ScalarType to_scalar_type(DType dtype, const std::string& origin) {
   switch (dtype) {
@@ -36,7 +49,7 @@ at::Tensor view_tensor(const std::shared_ptr<SafetensorsFile>& file, const Tenso
   const std::size_t element_size = dtype_size(info.dtype);
   // The format does not promise alignment; kernels may assume it, so copy the rare odd tensor.
   const bool aligned = reinterpret_cast<std::uintptr_t>(data) % element_size == 0;
-  if (!aligned || info.end == info.begin) {
+  if (!aligned || info.end == info.begin || copy_weights_on_load()) {
     at::Tensor out = at::empty(info.shape, options);
     if (info.end > info.begin) std::memcpy(out.data_ptr(), data, info.end - info.begin);
     return out;
@@ -49,6 +62,9 @@ at::Tensor view_tensor(const std::shared_ptr<SafetensorsFile>& file, const Tenso
 }
 
 }  // namespace
+
+bool copy_weights_on_load() { return copy_on_load_flag().load(); }
+void set_copy_weights_on_load(bool enabled) { copy_on_load_flag().store(enabled); }
 
 StateDict load_safetensors(const std::string& path) {
   const std::shared_ptr<SafetensorsFile> file = SafetensorsFile::open(path);

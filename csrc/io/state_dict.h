@@ -13,6 +13,15 @@ namespace nd::io {
 
 using StateDict = std::map<std::string, at::Tensor>;
 
+// Whether loading copies every tensor out of the memory map: process-wide, off by default,
+// ND_COPY_WEIGHTS_ON_LOAD=1 in the environment turns it on at start. Zero-copy tensors read the
+// file's pages when used, so a file truncated on disk after loading makes those reads fault (SIGBUS),
+// as with safetensors' own memory-mapped loading in torch; copying costs the weights' size in host
+// memory and one read at load, and leaves the model independent of the file. Weights cast to another
+// dtype or moved to a GPU are copies anyway.
+bool copy_weights_on_load();
+void set_copy_weights_on_load(bool enabled);
+
 // Loads every tensor of one safetensors file.
 StateDict load_safetensors(const std::string& path);
 
