@@ -39,6 +39,31 @@ def is_valid_image_imagelist(images) -> bool:
     return False
 
 
+def check_image_not_empty(image, name: str = "image"):
+    """Refuses an image with no pixels (0 x 0, 0 x N, an empty batch or list) before any work, naming the argument:
+    it cannot be resized or encoded, and diffusers fails inside the resize with a message that names neither."""
+    if isinstance(image, list):
+        if not image:
+            raise ValueError(f"`{name}` is an empty list; pass at least one image.")
+        for item in image:
+            check_image_not_empty(item, name)
+    elif isinstance(image, PIL.Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise ValueError(f"`{name}` is an empty PIL image of {image.width} x {image.height} (width x height).")
+    elif isinstance(image, (np.ndarray, torch.Tensor)) and 0 in tuple(image.shape):
+        raise ValueError(f"`{name}` is empty: it has shape {tuple(image.shape)}.")
+
+
+def _check_resized_size(height: int, width: int, factor: int):
+    # An image smaller than the VAE's scale factor rounds down to 0 pixels, as does a height or width of 0 or less;
+    # said here rather than as an error from inside the resize.
+    if height <= 0 or width <= 0:
+        raise ValueError(
+            f"`image` would be resized to {height} x {width} pixels (height x width); both must be positive, and an"
+            f" image smaller than the VAE's scale factor ({factor}) rounds down to 0."
+        )
+
+
 class VaeImageProcessor:
     """Resizes images to multiples of ``vae_scale_factor`` and maps them to and from [-1, 1] tensors ``[N, C, H, W]``.
 
@@ -259,6 +284,7 @@ class VaeImageProcessor:
         ``[N, C, H, W]`` tensor in [-1, 1]. Tensors with ``vae_latent_channels`` channels are latents and pass
         through untouched. Ref: diffusers VaeImageProcessor.preprocess."""
         supported_formats = (PIL.Image.Image, np.ndarray, torch.Tensor)
+        check_image_not_empty(image)
 
         # A 3D grayscale input lacks a channel (or batch) axis; add it where diffusers does.
         if self.config.do_convert_grayscale and isinstance(image, (torch.Tensor, np.ndarray)) and image.ndim == 3:
@@ -292,12 +318,14 @@ class VaeImageProcessor:
             )
         if not isinstance(image, list):
             image = [image]
+        factor = self.config.vae_scale_factor
 
         if isinstance(image[0], PIL.Image.Image):
             if crops_coords is not None:
                 image = [i.crop(crops_coords) for i in image]
             if self.config.do_resize:
                 height, width = self.get_default_height_width(image[0], height, width)
+                _check_resized_size(height, width, factor)
                 image = [self.resize(i, height, width, resize_mode=resize_mode) for i in image]
             if self.config.do_convert_rgb:
                 image = [self.convert_to_rgb(i) for i in image]
@@ -310,6 +338,7 @@ class VaeImageProcessor:
             image = self.numpy_to_pt(image)
             height, width = self.get_default_height_width(image, height, width)
             if self.config.do_resize:
+                _check_resized_size(height, width, factor)
                 image = self.resize(image, height, width)
 
         elif isinstance(image[0], torch.Tensor):
@@ -320,6 +349,7 @@ class VaeImageProcessor:
                 return image  # latents: nothing to preprocess
             height, width = self.get_default_height_width(image, height, width)
             if self.config.do_resize:
+                _check_resized_size(height, width, factor)
                 image = self.resize(image, height, width)
 
         # Expected range is [0, 1]; an input already in [-1, 1] is accepted with diffusers' deprecation warning and

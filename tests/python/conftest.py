@@ -38,3 +38,12 @@ def _isolated_hf_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("hf_cache_empty")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HOME", str(cache.parent / "hf_home_empty"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_checkpoint(tmp_path_factory):
+    """make_tiny_sd_checkpoint's folder, written once per session, for tests that only read it."""
+    pytest.importorskip("diffusers", reason="diffusers writes the random-weight checkpoint (test-only dependency)")
+    from native_diffusers.utils.testing_utils import make_tiny_sd_checkpoint
+
+    return make_tiny_sd_checkpoint(str(tmp_path_factory.mktemp("tiny-sd-session")))

@@ -232,6 +232,62 @@ def test_preprocess_invalid_input(image):
     _check("preprocess", image)
 
 
+@pytest.mark.parametrize(
+    "image",
+    [
+        PIL.Image.new("RGB", (0, 0)),
+        PIL.Image.new("RGB", (0, 16)),
+        np.zeros((0, 0, 3), np.float32),
+        np.zeros((16, 0, 3), np.float32),
+        np.zeros((0, 16, 16, 3), np.float32),
+        torch.zeros(3, 0, 0),
+        torch.zeros(1, 3, 16, 0),
+        torch.zeros(1, 4, 0, 8),  # latents too
+        [PIL.Image.new("RGB", (16, 16)), PIL.Image.new("RGB", (16, 0))],
+        [],
+    ],
+    ids=[
+        "pil-0x0",
+        "pil-0x16",
+        "np-0x0",
+        "np-16x0",
+        "np-empty-batch",
+        "pt-0x0",
+        "pt-16x0",
+        "latents-0x8",
+        "list-with-empty",
+        "empty-list",
+    ],
+)
+def test_preprocess_refuses_an_empty_image_naming_it(image):
+    # diffusers fails inside the resize (or on image[0]) with a message that names no argument.
+    with pytest.raises(ValueError, match="`image`"):
+        VaeImageProcessor().preprocess(image)
+
+
+@pytest.mark.parametrize(
+    "image, height, width",
+    [
+        (PIL.Image.new("RGB", (4, 4)), None, None),
+        (np.zeros((4, 16, 3), np.float32), None, None),
+        (torch.zeros(1, 3, 16, 16), -8, 16),
+        (PIL.Image.new("RGB", (16, 16)), 0, 16),
+    ],
+    ids=["pil-smaller-than-the-scale-factor", "np-smaller-than-the-scale-factor", "negative-height", "zero-height"],
+)
+def test_preprocess_refuses_a_size_that_rounds_to_nothing(image, height, width):
+    with pytest.raises(ValueError, match=r"`image` would be resized to"):
+        VaeImageProcessor().preprocess(image, height=height, width=width)
+
+
+def test_clip_image_processor_refuses_an_empty_image_naming_it():
+    from native_diffusers import CLIPImageProcessor
+
+    for image in (PIL.Image.new("RGB", (0, 0)), np.zeros((0, 8, 3), np.uint8), torch.zeros(3, 8, 0)):
+        with pytest.raises(ValueError, match="`images`"):
+            CLIPImageProcessor()(image, return_tensors="pt")
+
+
 def test_preprocess_fill_needs_pil():
     _check("preprocess", torch.from_numpy(_uniform((1, 3, 75, 100))), resize_mode="fill")
     _check("preprocess", _pil(100, 75), height=64, width=64, resize_mode="stretch")

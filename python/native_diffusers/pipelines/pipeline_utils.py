@@ -3,9 +3,12 @@
 components are engine-backed; the denoising loop itself runs in the engine."""
 
 import inspect
+import math
 import numbers
 import os
+import threading
 import warnings
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
@@ -57,6 +60,49 @@ def _load_model_component(component_class, folder, variant=None, **kwargs):
         model = component_class.from_pretrained(folder, variant=None, **kwargs)
         warnings.warn(f"{os.path.basename(folder)} has no '{variant}' variant weights; loaded its default weights.")
         return model
+
+
+def _component_entry(pipeline_class, name: str, index: Dict[str, Any], folder: str):
+    """The (library, class) pair that model_index.json gives component `name`, or None for a
+    component left out. Ref: diffusers from_pretrained's load_module: an entry whose library is null
+    (`[null, null]`, as save_pretrained writes a None component) is skipped; a pipeline without one
+    of its non-optional components raises. Any other shape would fail later, far from its cause."""
+    index_file = os.path.join(folder, "model_index.json")
+    if name not in index or index[name] is None:
+        if name in pipeline_class._optional_components or name in _SKIPPED_COMPONENTS:
+            return None
+        raise ValueError(
+            f"{pipeline_class.__name__} expects a component `{name}`, but {index_file} "
+            f"{'has no entry for it' if name not in index else 'gives it as null'}; pass `{name}=` to from_pretrained."
+        )
+    entry = index[name]
+    if not (isinstance(entry, (list, tuple)) and len(entry) == 2
+            and all(part is None or isinstance(part, str) for part in entry)):
+        raise ValueError(
+            f"Component `{name}` in {index_file} must be a [library, class] pair of strings (or [null, null]), "
+            f"got {entry!r}."
+        )
+    if entry[0] is None or entry[1] is None:
+        if name in pipeline_class._optional_components or name in _SKIPPED_COMPONENTS:
+            return None
+        raise ValueError(
+            f"{pipeline_class.__name__} expects a component `{name}`, but {index_file} gives it as {entry!r}; "
+            f"pass `{name}=` to from_pretrained."
+        )
+    return entry
+
+
+_ENGINE_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_ENGINE_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_of(owner) -> threading.RLock:
+    # Kept beside the owner rather than on it, so that copying or pickling a scheduler still works.
+    with _ENGINE_LOCKS_GUARD:
+        lock = _ENGINE_LOCKS.get(owner)
+        if lock is None:
+            lock = _ENGINE_LOCKS[owner] = threading.RLock()
+        return lock
 
 
 class DiffusionPipeline:
@@ -120,8 +166,8 @@ class DiffusionPipeline:
             if name in kwargs:
                 loaded[name] = kwargs.pop(name)
                 continue
-            entry = index.get(name)
-            if entry is None or not isinstance(entry, (list, tuple)) or len(entry) != 2 or entry[1] is None:
+            entry = _component_entry(pipeline_class, name, index, folder)
+            if entry is None:
                 loaded[name] = None
                 continue
             if name in _SKIPPED_COMPONENTS and name not in getattr(pipeline_class, "_used_components", ()):
@@ -176,6 +222,7 @@ class DiffusionPipeline:
             raise NotImplementedError("IP-Adapter inputs are not supported yet by native_diffusers")
         if cross_attention_kwargs:
             raise NotImplementedError("cross_attention_kwargs is not supported yet by native_diffusers")
+        DiffusionPipeline._check_callback_steps(kwargs.get("callback_steps"))
         if kwargs.pop("callback", None) is not None or kwargs.pop("callback_steps", None) is not None:
             raise NotImplementedError(
                 "the deprecated `callback`/`callback_steps` are not supported; use callback_on_step_end"
@@ -183,11 +230,10 @@ class DiffusionPipeline:
         if kwargs:
             raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
 
-    @staticmethod
-    def _check_prompt_pairs(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, prompt_2=None,
+    def _check_prompt_pairs(self, prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, prompt_2=None,
                             negative_prompt_2=None):
         """Ref: diffusers check_inputs of the SD and SDXL pipelines, same messages and order (the
-        ``*_2`` checks are SDXL's second text encoder)."""
+        ``*_2`` checks are SDXL's second text encoder), then the texts' and embeddings' own contracts."""
         if prompt is not None and prompt_embeds is not None:
             raise ValueError(
                 f"Cannot forward both `prompt`: {prompt} and `prompt_embeds`: {prompt_embeds}. Please make sure to"
@@ -204,6 +250,9 @@ class DiffusionPipeline:
             )
         elif prompt is not None and (not isinstance(prompt, str) and not isinstance(prompt, list)):
             raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
+        elif isinstance(prompt, list) and not prompt:
+            # A batch of no prompts: diffusers fails later, inside the text encoder.
+            raise ValueError("`prompt` is an empty list; pass at least one prompt.")
         elif prompt_2 is not None and (not isinstance(prompt_2, str) and not isinstance(prompt_2, list)):
             raise ValueError(f"`prompt_2` has to be of type `str` or `list` but is {type(prompt_2)}")
         if negative_prompt is not None and negative_prompt_embeds is not None:
@@ -216,6 +265,11 @@ class DiffusionPipeline:
                 f"Cannot forward both `negative_prompt_2`: {negative_prompt_2} and `negative_prompt_embeds`:"
                 f" {negative_prompt_embeds}. Please make sure to only forward one of the two."
             )
+        for name, texts in (("prompt", prompt), ("prompt_2", prompt_2), ("negative_prompt", negative_prompt),
+                            ("negative_prompt_2", negative_prompt_2)):
+            self._check_texts(name, texts)
+        self._check_embeds("prompt_embeds", prompt_embeds)
+        self._check_embeds("negative_prompt_embeds", negative_prompt_embeds)
         if prompt_embeds is not None and negative_prompt_embeds is not None:
             if prompt_embeds.shape != negative_prompt_embeds.shape:
                 raise ValueError(
@@ -224,13 +278,69 @@ class DiffusionPipeline:
                     f" {negative_prompt_embeds.shape}."
                 )
 
+    # -- argument contracts: each call argument's check written once, for every pipeline ------------
+    @staticmethod
+    def _number(name: str, value) -> float:
+        # What diffusers' comparisons and arithmetic accept (ints, floats, numpy and 0-d torch scalars);
+        # a string or None fails there with a TypeError, so it does here.
+        if value is None or isinstance(value, (str, bytes)):
+            raise TypeError(f"`{name}` has to be a number but is {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: a tensor of several values
+            raise TypeError(f"`{name}` has to be a number but is {value!r}") from e
+
+    @staticmethod
+    def _check_finite(**values):
+        """guidance_scale, eta, guidance_rescale, ...: numbers, and finite. diffusers lets NaN and inf
+        through to the denoising loop, which then returns NaN images; a clear error instead."""
+        for name, value in values.items():
+            if not math.isfinite(DiffusionPipeline._number(name, value)):
+                raise ValueError(f"`{name}` has to be a finite number but is {value}")
+
+    @staticmethod
+    def _check_texts(name: str, texts):
+        # A list's items reach the tokenizer, which takes only strings (diffusers' check_inputs looks at
+        # the list, not its items).
+        if isinstance(texts, list) and not all(isinstance(text, str) for text in texts):
+            kinds = sorted({type(text).__name__ for text in texts if not isinstance(text, str)})
+            raise ValueError(f"`{name}` has to be a `str` or a `list` of `str`, but the list holds {', '.join(kinds)}")
+
+    def _check_embeds(self, name: str, embeds):
+        """prompt_embeds and negative_prompt_embeds: [batch, sequence, width] tensors whose width is the
+        UNet's cross_attention_dim. diffusers lets any tensor through to the concatenation with the
+        negative embeddings or to the UNet's attention, which fail there without naming the argument."""
+        if embeds is None:
+            return
+        if not isinstance(embeds, torch.Tensor):
+            raise TypeError(f"`{name}` has to be a torch.Tensor but is {type(embeds).__name__}")
+        width = self._cross_attention_dim()
+        if embeds.ndim != 3 or 0 in embeds.shape[:2] or (width is not None and embeds.shape[2] != width):
+            raise ValueError(
+                f"`{name}` has to have shape [batch, sequence, {width or 'width'}] (batch and sequence at least 1),"
+                f" but has shape {list(embeds.shape)}"
+            )
+
+    def _cross_attention_dim(self) -> Optional[int]:
+        config = getattr(getattr(self, "unet", None), "config", None) or {}
+        dim = config.get("cross_attention_dim")
+        return dim if isinstance(dim, int) else None
+
+    @staticmethod
+    def _check_latents(latents):
+        # diffusers' prepare_latents takes any tensor given; the loop then fails on one that is not 4-d.
+        if latents is None:
+            return
+        if not isinstance(latents, torch.Tensor):
+            raise TypeError(f"`latents` has to be a torch.Tensor but is {type(latents).__name__}")
+        if latents.ndim != 4 or latents.numel() == 0:
+            raise ValueError(f"`latents` has to be a non-empty [batch, channels, height, width] tensor but has shape "
+                             f"{list(latents.shape)}")
+
     @staticmethod
     def _check_strength(strength):
         # Ref: diffusers check_inputs; written so that NaN fails too (it compares false both ways).
-        try:
-            value = float(strength)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"`strength` has to be a number but is {strength!r}") from e
+        value = DiffusionPipeline._number("strength", strength)
         if not 0 <= value <= 1:
             raise ValueError(f"The value of strength should in [0.0, 1.0] but is {strength}")
 
@@ -245,9 +355,52 @@ class DiffusionPipeline:
         if num_images_per_prompt < 1:
             raise ValueError(f"`num_images_per_prompt` has to be a positive integer but is {num_images_per_prompt}")
 
+    @staticmethod
+    def _check_callback_steps(callback_steps, required: bool = False):
+        # Ref: diffusers check_inputs (same message); None means "not given" except where diffusers
+        # requires it (the upscaler, whose default is 1).
+        if (required or callback_steps is not None) and (not isinstance(callback_steps, int) or callback_steps <= 0):
+            raise ValueError(
+                f"`callback_steps` has to be a positive integer but is {callback_steps} of type"
+                f" {type(callback_steps)}."
+            )
+
+    # diffusers allocates whatever is asked for, so an absurd size ends in an out-of-memory error (or the
+    # OOM killer) minutes later; these bounds are far above any real use (a 16K image, 4096 images).
+    _MAX_IMAGE_SIDE = 16384
+    _MAX_IMAGES_PER_CALL = 4096
+
+    @staticmethod
+    def _check_height_width(height, width, divisible_by_8: bool = True):
+        """The output size: whole numbers (diffusers accepts 512.0), positive, within _MAX_IMAGE_SIDE and,
+        for the pipelines whose diffusers check_inputs asks it, divisible by 8 (diffusers' message). A
+        None (the size taken from the input image) is not checked."""
+        given = [(name, value) for name, value in (("height", height), ("width", width)) if value is not None]
+        for name, value in given:
+            if not DiffusionPipeline._number(name, value).is_integer():
+                raise TypeError(f"`{name}` has to be an integer but is {value!r}")
+        if divisible_by_8 and (height % 8 != 0 or width % 8 != 0):
+            raise ValueError(f"`height` and `width` have to be divisible by 8 but are {height} and {width}.")
+        for name, value in given:
+            if not 0 < value <= DiffusionPipeline._MAX_IMAGE_SIDE:
+                raise ValueError(
+                    f"`{name}` has to be between 1 and {DiffusionPipeline._MAX_IMAGE_SIDE} pixels but is {value}"
+                )
+
+    @staticmethod
+    def _check_batch_size(effective_batch_size: int):
+        if effective_batch_size > DiffusionPipeline._MAX_IMAGES_PER_CALL:
+            raise ValueError(
+                f"This call would make {effective_batch_size} images (prompts x num_images_per_prompt); at most "
+                f"{DiffusionPipeline._MAX_IMAGES_PER_CALL} are made in one call."
+            )
+
     def _generators_for_batch(self, generator, effective_batch_size: int) -> List[torch.Generator]:
+        self._check_batch_size(effective_batch_size)
         generators = self._generators(generator)
-        if len(generators) > 1 and len(generators) != effective_batch_size:
+        # An empty list is a list of the wrong length (diffusers' prepare_latents), not "no generator".
+        if (len(generators) > 1 or isinstance(generator, (list, tuple))) and len(generators) not in (
+                1, effective_batch_size):
             raise ValueError(
                 f"You have passed a list of generators of length {len(generators)}, but requested an effective batch"
                 f" size of {effective_batch_size}. Make sure the batch size matches the length of the generators."
@@ -295,10 +448,17 @@ class DiffusionPipeline:
         # The only path on which the engine calls into Python per step: the caller asked for it.
         # Pipelines with diffusers' `interrupt` property stop when the callback sets `_interrupt`.
         honours_interrupt = isinstance(getattr(type(self), "interrupt", None), property)
+        if not callable(callback):
+            raise TypeError(f"`callback_on_step_end` has to be callable but is {type(callback).__name__}")
 
         def on_step(step: int, timestep: torch.Tensor, tensors: Dict[str, torch.Tensor]):
             kwargs = {k: tensors.get(k) for k in tensor_inputs}
-            outputs = callback(self, step, timestep, kwargs) or {}
+            outputs = callback(self, step, timestep, kwargs)
+            if outputs is None:
+                outputs = {}
+            elif not isinstance(outputs, dict):
+                raise TypeError(f"`callback_on_step_end` has to return a dict of tensors (or None), but returned "
+                                f"{type(outputs).__name__}")
             replaced = {k: v for k, v in outputs.items() if k in self._callback_tensor_inputs}
             return _C.StepCallbackOutput(replaced, honours_interrupt and bool(self.__dict__.get("_interrupt")))
 
@@ -374,14 +534,33 @@ class DiffusionPipeline:
             self._adopt_engine(engine)
         return engine
 
+    @property
+    def _engine_lock(self) -> threading.RLock:
+        """The lock this pipeline's engine runs under: its scheduler's, as the scheduler holds the state a
+        run changes at every step (timesteps, step index, a multistep solver's history), and pipelines
+        made from one another's components (``from_pipe``, ``Img2Img(**pipe.components)``) share it."""
+        owner = self.__dict__.get("scheduler")
+        return _lock_of(owner if owner is not None else self)
+
+    def _run_engine(self, request, method: str = "run"):
+        """Runs one request on the engine pipeline holding the pipeline's lock. The engine keeps state
+        between and during calls and runs with the GIL released, so two threads calling one pipeline
+        mixed their runs (wrong images, at times a SIGSEGV in the scheduler's step): held here, they run
+        one after the other and each gets the images it would get alone. Re-entrant, so that a step
+        callback may call back into the pipeline."""
+        with self._engine_lock:
+            # Reset inside the lock: a step callback setting `_interrupt` stops its own run only.
+            self._interrupt = False
+            return getattr(self._engine_pipeline(), method)(request)
+
     def _fill_run_options(self, r, *, batch_size, num_inference_steps, guidance_scale, num_images_per_prompt, eta,
                           generator, output_type, timesteps=None, sigmas=None, latents=None,
                           callback_on_step_end=None, callback_on_step_end_tensor_inputs=None, guidance_rescale=0.0):
         """The request fields every SD-family call sets the same way, after diffusers' checks."""
-        self._interrupt = False
         self._check_output_type(output_type)
         self._check_custom_schedule(timesteps, sigmas)
         self._check_step_counts(num_inference_steps, num_images_per_prompt)
+        self._check_finite(guidance_scale=guidance_scale, guidance_rescale=guidance_rescale, eta=eta)
         r.generators = self._generators_for_batch(generator, batch_size * num_images_per_prompt)
         r.num_inference_steps = int(num_inference_steps)
         r.timesteps = [float(t) for t in timesteps] if timesteps is not None else []
@@ -391,6 +570,7 @@ class DiffusionPipeline:
         r.num_images_per_prompt = int(num_images_per_prompt)
         r.eta = float(eta)
         if latents is not None:
+            self._check_latents(latents)
             r.latents = latents
         r.output_latents = output_type == "latent"
         self._fill_loop_options(r, callback_on_step_end, callback_on_step_end_tensor_inputs)

@@ -61,6 +61,50 @@ def test_unknown_class_names_are_clear_errors(checkpoint, tmp_path):
         nd.AutoPipelineForImage2Image.from_pretrained(broken)
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "UNet2DConditionModel",
+        ["UNet2DConditionModel"],
+        [1, 2],
+        ["diffusers", "UNet2DConditionModel", "extra"],
+        {"a": 1},
+        None,
+        [None, None],
+    ],
+)
+def test_malformed_model_index_entries_name_the_component_and_file(checkpoint, tmp_path, entry):
+    # Each of these once reached the engine as a missing component (AttributeError on None).
+    broken = _copy(checkpoint, tmp_path)
+    index = json.loads((broken / "model_index.json").read_text())
+    (broken / "model_index.json").write_text(json.dumps({**index, "unet": entry}))
+    with pytest.raises(ValueError, match=r"`unet`.*model_index\.json"):
+        nd.AutoPipelineForImage2Image.from_pretrained(broken)
+
+
+def test_a_missing_required_component_entry_names_it(checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    index = json.loads((broken / "model_index.json").read_text())
+    del index["vae"]
+    (broken / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=r"`vae`.*model_index\.json has no entry"):
+        nd.StableDiffusionImg2ImgPipeline.from_pretrained(broken)
+    # diffusers' way around it: the component passed by keyword.
+    vae = nd.AutoencoderKL.from_pretrained(os.path.join(checkpoint, "vae"))
+    assert nd.StableDiffusionImg2ImgPipeline.from_pretrained(broken, vae=vae).vae is vae
+
+
+def test_optional_components_may_be_null_or_absent_as_in_diffusers(checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    index = json.loads((broken / "model_index.json").read_text())
+    index["safety_checker"] = None  # [null, null] is what save_pretrained writes; null and absent load too
+    index["feature_extractor"] = [None, None]
+    index.pop("image_encoder", None)
+    (broken / "model_index.json").write_text(json.dumps(index))
+    pipe = nd.StableDiffusionImg2ImgPipeline.from_pretrained(broken)
+    assert pipe.safety_checker is None and pipe.feature_extractor is None and pipe.image_encoder is None
+
+
 def test_truncated_weights_raise_naming_the_file(checkpoint, tmp_path):
     broken = _copy(checkpoint, tmp_path)
     weights = broken / "vae" / "diffusion_pytorch_model.safetensors"

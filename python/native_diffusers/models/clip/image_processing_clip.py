@@ -14,6 +14,7 @@ import PIL.Image
 import torch
 
 from ...configuration_utils import read_config_file
+from ...image_processor import check_image_not_empty
 
 IMAGE_PROCESSOR_NAME = "preprocessor_config.json"
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -269,6 +270,7 @@ class CLIPImageProcessor:
             raise ValueError("No images were given to the CLIPImageProcessor")
         processed = []
         for image in batch:
+            check_image_not_empty(image, "images")
             image = self._to_array(image, do_convert_rgb)
             if do_resize:
                 image = self.resize(image, size, resample)

@@ -10,7 +10,7 @@ import PIL.Image
 import torch
 
 from ... import _C
-from ...image_processor import VaeImageProcessor
+from ...image_processor import VaeImageProcessor, check_image_not_empty
 from ..pipeline_utils import DiffusionPipeline
 from ..stable_diffusion.pipeline_stable_diffusion import StableDiffusionBase
 
@@ -58,6 +58,7 @@ class ControlNetMixin(StableDiffusionBase):
                 "image must be passed and be one of PIL image, numpy array, torch tensor, list of PIL images, list of"
                 f" numpy arrays or list of torch tensors, but is {type(image)}"
             )
+        check_image_not_empty(image)  # before its batch size is read: an empty array has "batch size" 0
         image_batch_size = 1 if image_is_pil else len(image)
         if prompt is not None and isinstance(prompt, str):
             prompt_batch_size = 1
@@ -77,6 +78,7 @@ class ControlNetMixin(StableDiffusionBase):
         self._check_image(image, prompt, prompt_embeds)
         if not isinstance(controlnet_conditioning_scale, float):
             raise TypeError("For single controlnet: `controlnet_conditioning_scale` must be type `float`.")
+        self._check_finite(controlnet_conditioning_scale=controlnet_conditioning_scale)
         starts = control_guidance_start if isinstance(control_guidance_start, list) else [control_guidance_start]
         ends = control_guidance_end if isinstance(control_guidance_end, list) else [control_guidance_end]
         if isinstance(control_guidance_start, list) != isinstance(control_guidance_end, list):
@@ -93,6 +95,8 @@ class ControlNetMixin(StableDiffusionBase):
                 " Make sure to provide 1."
             )
         for start, end in zip(starts, ends):
+            # NaN compares false both ways, so it would pass every check below.
+            self._check_finite(control_guidance_start=start, control_guidance_end=end)
             if start >= end:
                 raise ValueError(
                     f"control guidance start: {start} cannot be larger or equal to control guidance end: {end}."
@@ -103,13 +107,15 @@ class ControlNetMixin(StableDiffusionBase):
                 raise ValueError(f"control guidance end: {end} can't be larger than 1.0.")
         return float(starts[0]), float(ends[0])
 
-    def _controlnet_request(self, request_class, *, control_image, controlnet_conditioning_scale, guess_mode,
-                            control_guidance_start, control_guidance_end, prompt, negative_prompt, prompt_embeds,
-                            negative_prompt_embeds, clip_skip, guidance_scale, callback_on_step_end_tensor_inputs,
-                            **run_options):
+    def _controlnet_request(self, request_class, *, control_image, height, width, controlnet_conditioning_scale,
+                            guess_mode, control_guidance_start, control_guidance_end, prompt, negative_prompt,
+                            prompt_embeds, negative_prompt_embeds, clip_skip, guidance_scale,
+                            callback_on_step_end_tensor_inputs, **run_options):
         """Steps 1 and 2 of both ControlNet pipelines: diffusers' checks (prompts, then the ControlNet's),
         the call's properties, and the engine request with the ControlNet's options. The caller sets
         ``control_image`` once it is preprocessed."""
+        # diffusers rounds a given size down to a multiple of the VAE's scale factor instead of refusing it.
+        self._check_height_width(height, width, divisible_by_8=False)
         self._check_prompt_inputs(prompt, None, negative_prompt, prompt_embeds, negative_prompt_embeds,
                                   callback_on_step_end_tensor_inputs)
         start, end = self._check_controlnet_inputs(prompt, control_image, prompt_embeds, controlnet_conditioning_scale,
@@ -168,7 +174,7 @@ class StableDiffusionControlNetPipeline(ControlNetMixin, DiffusionPipeline):
 
         # 1.-2. Check inputs, define call parameters
         r = self._controlnet_request(
-            _C.StableDiffusionControlNetRequest, control_image=image,
+            _C.StableDiffusionControlNetRequest, control_image=image, height=height, width=width,
             controlnet_conditioning_scale=controlnet_conditioning_scale, guess_mode=guess_mode,
             control_guidance_start=control_guidance_start, control_guidance_end=control_guidance_end,
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
@@ -184,4 +190,4 @@ class StableDiffusionControlNetPipeline(ControlNetMixin, DiffusionPipeline):
         r.height, r.width = int(r.control_image.shape[-2]), int(r.control_image.shape[-1])
 
         # 5.-8. timesteps, latents, the denoising loop with the ControlNet, and the decode, in the engine
-        return self._finish(self._engine_pipeline().run(r), output_type, return_dict)
+        return self._finish(self._run_engine(r), output_type, return_dict)

@@ -53,7 +53,7 @@ class StableDiffusionControlNetImg2ImgPipeline(ControlNetMixin, DiffusionPipelin
 
         # 1.-2. Check inputs, define call parameters
         r = self._controlnet_request(
-            _C.StableDiffusionControlNetImg2ImgRequest, control_image=control_image,
+            _C.StableDiffusionControlNetImg2ImgRequest, control_image=control_image, height=height, width=width,
             controlnet_conditioning_scale=controlnet_conditioning_scale, guess_mode=guess_mode,
             control_guidance_start=control_guidance_start, control_guidance_end=control_guidance_end,
             prompt=prompt, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
@@ -75,4 +75,4 @@ class StableDiffusionControlNetImg2ImgPipeline(ControlNetMixin, DiffusionPipelin
         )
 
         # 5.-9. timesteps, latents, the denoising loop with the ControlNet, and the decode, in the engine
-        return self._finish(self._engine_pipeline().run(r), output_type, return_dict)
+        return self._finish(self._run_engine(r), output_type, return_dict)

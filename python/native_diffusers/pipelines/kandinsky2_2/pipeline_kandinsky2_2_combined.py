@@ -168,25 +168,28 @@ class KandinskyV22Img2ImgCombinedPipeline(DiffusionPipeline):
         if callback is not None:
             raise NotImplementedError("the deprecated `callback`/`callback_steps` are not supported; use "
                                       "callback_on_step_end")
-        # 1. The prior: negative_prompt reaches only it (diffusers' combined pipeline passes it nowhere
-        # else), and `latents` are the prior's.
-        image_embeds, negative_image_embeds = self.prior_pipe(
-            prompt=prompt, negative_prompt=negative_prompt, num_images_per_prompt=num_images_per_prompt,
-            num_inference_steps=prior_num_inference_steps, generator=generator, latents=latents,
-            guidance_scale=prior_guidance_scale, output_type="pt", return_dict=False,
-            callback_on_step_end=prior_callback_on_step_end,
-            callback_on_step_end_tensor_inputs=prior_callback_on_step_end_tensor_inputs,
-        )
-        # 2. Ref: diffusers repeats a shorter prompt or image list to the embeddings' batch.
-        image = [image] if isinstance(image, PIL.Image.Image) else image
-        if isinstance(image, (list, tuple)) and len(image) < image_embeds.shape[0] \
-                and image_embeds.shape[0] % len(image) == 0:
-            image = (image_embeds.shape[0] // len(image)) * list(image)
-        # 3. The decoder, at height x width (512 x 512 by default, whatever the input size).
-        return self.decoder_pipe(
-            image=image, image_embeds=image_embeds, negative_image_embeds=negative_image_embeds, width=width,
-            height=height, strength=strength, num_inference_steps=num_inference_steps, generator=generator,
-            guidance_scale=guidance_scale, output_type=output_type, return_dict=return_dict,
-            callback_on_step_end=callback_on_step_end,
-            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
-        )
+        # The two parts run under this pipeline's lock too (each inner pipeline also holds its own), so that
+        # concurrent calls do not interleave one's prior with another's decoder.
+        with self._engine_lock:
+            # 1. The prior: negative_prompt reaches only it (diffusers' combined pipeline passes it nowhere
+            # else), and `latents` are the prior's.
+            image_embeds, negative_image_embeds = self.prior_pipe(
+                prompt=prompt, negative_prompt=negative_prompt, num_images_per_prompt=num_images_per_prompt,
+                num_inference_steps=prior_num_inference_steps, generator=generator, latents=latents,
+                guidance_scale=prior_guidance_scale, output_type="pt", return_dict=False,
+                callback_on_step_end=prior_callback_on_step_end,
+                callback_on_step_end_tensor_inputs=prior_callback_on_step_end_tensor_inputs,
+            )
+            # 2. Ref: diffusers repeats a shorter prompt or image list to the embeddings' batch.
+            image = [image] if isinstance(image, PIL.Image.Image) else image
+            if isinstance(image, (list, tuple)) and len(image) < image_embeds.shape[0] \
+                    and image_embeds.shape[0] % len(image) == 0:
+                image = (image_embeds.shape[0] // len(image)) * list(image)
+            # 3. The decoder, at height x width (512 x 512 by default, whatever the input size).
+            return self.decoder_pipe(
+                image=image, image_embeds=image_embeds, negative_image_embeds=negative_image_embeds, width=width,
+                height=height, strength=strength, num_inference_steps=num_inference_steps, generator=generator,
+                guidance_scale=guidance_scale, output_type=output_type, return_dict=return_dict,
+                callback_on_step_end=callback_on_step_end,
+                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            )

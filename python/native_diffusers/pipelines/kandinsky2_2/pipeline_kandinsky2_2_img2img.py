@@ -8,7 +8,7 @@ import PIL.Image
 import torch
 
 from ... import _C
-from ...image_processor import VaeImageProcessor
+from ...image_processor import VaeImageProcessor, check_image_not_empty
 from ..pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 
 
@@ -77,11 +77,16 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
         self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type={output_type!r} is not supported; use 'pil', 'np', 'pt' or 'latent'.")
+        self._check_step_counts(num_inference_steps, num_images_per_prompt)
+        self._check_finite(guidance_scale=guidance_scale, strength=strength)
+        # diffusers resizes the input image to height x width (any size, not only multiples of 8).
+        self._check_height_width(height, width, divisible_by_8=False)
         self._guidance_scale = guidance_scale
 
         image_embeds = self._embeds(image_embeds, "image_embeds")
         if image_embeds is None:
             raise ValueError("`image_embeds` input cannot be undefined.")
+        self._check_batch_size(image_embeds.shape[0] * num_images_per_prompt)
         negative_image_embeds = self._embeds(negative_image_embeds, "negative_image_embeds")
         if self.do_classifier_free_guidance and negative_image_embeds is None:
             raise ValueError("`negative_image_embeds` input cannot be undefined with guidance_scale > 1.")
@@ -96,6 +101,7 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
                 f"Input is in incorrect format: {[type(i) for i in image]}. Currently, we only support  PIL image and"
                 " pytorch tensor"
             )
+        check_image_not_empty(image)  # an empty list would reach torch.cat below
         # Ref: diffusers passes (width, height) to preprocess(image, height, width): the swap is theirs.
         image = torch.cat([self.image_processor.preprocess(i, width, height) for i in image], dim=0)
 
@@ -111,7 +117,7 @@ class KandinskyV22Img2ImgPipeline(DiffusionPipeline):
         r.generators = generators
         r.output_latents = output_type == "latent"
         self._fill_loop_options(r, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        result = self._engine_pipeline().run(r)
+        result = self._run_engine(r)
         result = self._take_result(result)
         image = result if output_type == "latent" else self.image_processor.postprocess(result, output_type)
         if not return_dict:

@@ -34,7 +34,7 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
 
     def get_zero_embed(self, batch_size: int = 1, device=None) -> torch.Tensor:
         """Ref: diffusers get_zero_embed; computed once per pipeline, then reused."""
-        zero = self._engine_pipeline().get_zero_embed(int(batch_size))
+        zero = self._run_engine(int(batch_size), method="get_zero_embed")
         return zero if device is None else zero.to(device)
 
     @torch.no_grad()
@@ -58,6 +58,8 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
             prompt = [prompt]
         elif not isinstance(prompt, list):
             raise ValueError(f"`prompt` has to be of type `str` or `list` but is {type(prompt)}")
+        if not prompt:
+            raise ValueError("`prompt` is an empty list; pass at least one prompt.")
         if isinstance(negative_prompt, str):
             negative_prompt = [negative_prompt]
         elif not isinstance(negative_prompt, list) and negative_prompt is not None:
@@ -73,6 +75,9 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
             )
         if latents is not None and not isinstance(latents, torch.Tensor):
             raise TypeError(f"`latents` must be a torch.Tensor, got {type(latents).__name__}")
+        self._check_step_counts(num_inference_steps, num_images_per_prompt)
+        self._check_finite(guidance_scale=guidance_scale)
+        self._check_batch_size(len(prompt) * num_images_per_prompt)
         if negative_prompt is None and self.image_encoder is None:
             raise ValueError("Without a `negative_prompt` the pipeline needs its `image_encoder` (get_zero_embed).")
         self._guidance_scale = guidance_scale
@@ -87,7 +92,7 @@ class KandinskyV22PriorPipeline(DiffusionPipeline):
             r.latents = latents
         r.guidance_scale = float(guidance_scale)
         self._fill_loop_options(r, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        out = self._engine_pipeline().run(r)
+        out = self._run_engine(r)
         self._num_timesteps = out.num_timesteps
         image_embeddings, zero_embeds = out.image_embeds, out.negative_image_embeds
         if output_type == "np":

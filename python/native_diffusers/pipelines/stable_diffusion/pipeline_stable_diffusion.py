@@ -96,11 +96,7 @@ class StableDiffusionBase(StableDiffusionMixin):
     def _check_prompt_inputs(self, prompt, callback_steps, negative_prompt=None, prompt_embeds=None,
                              negative_prompt_embeds=None, callback_on_step_end_tensor_inputs=None):
         # Ref: diffusers StableDiffusion(Img2Img)Pipeline.check_inputs (same messages).
-        if callback_steps is not None and (not isinstance(callback_steps, int) or callback_steps <= 0):
-            raise ValueError(
-                f"`callback_steps` has to be a positive integer but is {callback_steps} of type"
-                f" {type(callback_steps)}."
-            )
+        self._check_callback_steps(callback_steps)
         self._check_callback_tensor_inputs(callback_on_step_end_tensor_inputs)
         self._check_prompt_pairs(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds)
 
@@ -115,8 +111,7 @@ class StableDiffusionPipeline(StableDiffusionBase, DiffusionPipeline):
     def check_inputs(self, prompt, height, width, callback_steps, negative_prompt=None, prompt_embeds=None,
                      negative_prompt_embeds=None, callback_on_step_end_tensor_inputs=None):
         # Ref: diffusers StableDiffusionPipeline.check_inputs (same messages).
-        if height % 8 != 0 or width % 8 != 0:
-            raise ValueError(f"`height` and `width` have to be divisible by 8 but are {height} and {width}.")
+        self._check_height_width(height, width)
         self._check_prompt_inputs(prompt, callback_steps, negative_prompt, prompt_embeds, negative_prompt_embeds,
                                   callback_on_step_end_tensor_inputs)
 
@@ -175,4 +170,4 @@ class StableDiffusionPipeline(StableDiffusionBase, DiffusionPipeline):
         )
         r.height, r.width = int(height), int(width)
         # 3.-7. Encode the prompt, timesteps, latents, the denoising loop and the decode, in the engine
-        return self._finish(self._engine_pipeline().run(r), output_type, return_dict)
+        return self._finish(self._run_engine(r), output_type, return_dict)

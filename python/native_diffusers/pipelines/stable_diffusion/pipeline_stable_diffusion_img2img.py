@@ -74,4 +74,4 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionBase, DiffusionPipeline):
         r.strength = float(strength)
 
         # 5.-9. timesteps, latents, the denoising loop and the decode, in the engine
-        return self._finish(self._engine_pipeline().run(r), output_type, return_dict)
+        return self._finish(self._run_engine(r), output_type, return_dict)

@@ -50,11 +50,7 @@ class StableDiffusionUpscalePipeline(StableDiffusionBase, DiffusionPipeline):
     def check_inputs(self, prompt, image, noise_level, callback_steps, negative_prompt=None, prompt_embeds=None,
                      negative_prompt_embeds=None):
         # Ref: diffusers StableDiffusionUpscalePipeline.check_inputs (same messages and order).
-        if callback_steps is None or not isinstance(callback_steps, int) or callback_steps <= 0:
-            raise ValueError(
-                f"`callback_steps` has to be a positive integer but is {callback_steps} of type"
-                f" {type(callback_steps)}."
-            )
+        self._check_callback_steps(callback_steps, required=True)
         self._check_prompt_pairs(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds)
         if not isinstance(image, (torch.Tensor, PIL.Image.Image, np.ndarray, list)):
             raise ValueError(
@@ -125,6 +121,12 @@ class StableDiffusionUpscalePipeline(StableDiffusionBase, DiffusionPipeline):
         # 4. Preprocess image (bicubic resize to a multiple of the VAE's scale factor, [-1, 1])
         r.image = self.image_processor.preprocess(image)
         r.noise_level = int(noise_level)
+        if latents is not None:
+            # Ref: diffusers prepare_latents (same message): the latents are the low-resolution image's size.
+            batch_size = len(r.prompt) if r.prompt else prompt_embeds.shape[0]
+            shape = (batch_size * num_images_per_prompt, self.vae.config.latent_channels, *r.image.shape[2:])
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"Unexpected latents shape, got {latents.shape}, expected {shape}")
 
         # 5.-10. timesteps, the noised image, latents, the denoising loop and the decode, in the engine
-        return self._finish(self._engine_pipeline().run(r), output_type, return_dict)
+        return self._finish(self._run_engine(r), output_type, return_dict)

@@ -241,8 +241,7 @@ class StableDiffusionXLPipeline(StableDiffusionXLMixin, DiffusionPipeline):
         target_size = target_size or (height, width)
 
         # 1. Check inputs
-        if height % 8 != 0 or width % 8 != 0:
-            raise ValueError(f"`height` and `width` have to be divisible by 8 but are {height} and {width}.")
+        self._check_height_width(height, width)
         self._check_prompts(prompt, prompt_2, negative_prompt, negative_prompt_2, prompt_embeds,
                             negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds,
                             callback_on_step_end_tensor_inputs)
@@ -268,5 +267,5 @@ class StableDiffusionXLPipeline(StableDiffusionXLMixin, DiffusionPipeline):
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, batch_size=batch_size,
         )
         # 4.-9. timesteps, latents, added conditions, the loop and the decode
-        result = self._engine_pipeline().run(r)
+        result = self._run_engine(r)
         return self._finish(result, output_type, return_dict)

@@ -122,9 +122,10 @@ class StableDiffusionXLImg2ImgPipeline(StableDiffusionXLMixin, DiffusionPipeline
             r.denoising_start = float(denoising_start)
         # Ref: diffusers adds noise only when denoising_start is None, valid or not.
         r.add_noise = denoising_start is None
+        self._check_finite(aesthetic_score=aesthetic_score, negative_aesthetic_score=negative_aesthetic_score)
         r.aesthetic_score = float(aesthetic_score)
         r.negative_aesthetic_score = float(negative_aesthetic_score)
 
         # 5.-10. timesteps, latents, added conditions, the loop and the decode
-        result = self._engine_pipeline().run(r)
+        result = self._run_engine(r)
         return self._finish(result, output_type, return_dict)

@@ -114,6 +114,8 @@ def test_unet_class_labels_match_diffusers(checkpoint):
     (dict(prompt=["a", "b"], image=[_image()]), ValueError, "`prompt` has batch size 2 and `image` has batch size 1"),
     (dict(callback_steps=0), ValueError, "`callback_steps` has to be a positive integer"),
     (dict(image=None), ValueError, "`image` has to be of type"),
+    # Latents not of the low-resolution image's size once reached the engine's concatenation (a LibTorch error).
+    (dict(latents=torch.zeros(1, 4, 2, 2)), ValueError, r"Unexpected latents shape, got .*, expected \(1, 4, 16"),
 ], ids=lambda v: str(v)[:40])
 def test_upscale_bad_arguments(pipes, kwargs, error, match):
     call = dict(prompt="a cat", image=_image(), num_inference_steps=2, output_type="np")
