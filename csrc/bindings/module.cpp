@@ -2,10 +2,30 @@
 // area of the engine; this file wires them together and maps engine errors to Python's.
 #include <pybind11/pybind11.h>
 
+#include <cstring>
+
 #include "core/errors.h"
 #include "runtime/interrupt_check.h"
 
 namespace py = pybind11;
+
+namespace {
+
+// Engine messages quote bytes from the files they reject (a parse error shows the bytes around the
+// fault), which need not be UTF-8; decoded with backslash escapes, the message always reaches Python
+// as the exception it names instead of a UnicodeDecodeError.
+void set_python_error(PyObject* type, const char* message) {
+  PyObject* text = PyUnicode_DecodeUTF8(message, static_cast<Py_ssize_t>(std::strlen(message)), "backslashreplace");
+  if (text == nullptr) {
+    PyErr_Clear();
+    PyErr_SetString(type, "native_diffusers: engine error with an undecodable message");
+    return;
+  }
+  PyErr_SetObject(type, text);
+  Py_DECREF(text);
+}
+
+}  // namespace
 
 namespace nd::bindings {
 void bind_io(py::module_& m);
@@ -25,13 +45,13 @@ PYBIND11_MODULE(_C, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const nd::OSError& e) {
-      PyErr_SetString(PyExc_OSError, e.what());
+      set_python_error(PyExc_OSError, e.what());
     } catch (const nd::TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
+      set_python_error(PyExc_TypeError, e.what());
     } catch (const nd::ValueError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
+      set_python_error(PyExc_ValueError, e.what());
     } catch (const nd::Error& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
+      set_python_error(PyExc_RuntimeError, e.what());
     }
   });
   // Ctrl-C during a call: the loop checks at every step, and Python's KeyboardInterrupt (or what a

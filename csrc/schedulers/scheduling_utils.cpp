@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <utility>
 
 #include "core/errors.h"
 #include "schedulers/scheduling_ddim.h"
@@ -75,8 +77,21 @@ void SchedulerConfigBase::read_base(const io::JsonConfig& json,
                                     const std::vector<PredictionType>& allowed_predictions) {
   num_train_timesteps = json.get_int("num_train_timesteps", num_train_timesteps);
   if (num_train_timesteps < 2) json.fail("num_train_timesteps", "expected at least 2");
+  // The betas and cumulative alphas are allocated at load, num_train_timesteps floats each: diffusers
+  // allocates whatever the file says (10**9: 4 GB per table); real schedules train on 1000.
+  if (num_train_timesteps > kMaxTrainTimesteps) {
+    json.fail("num_train_timesteps", "expected at most " + std::to_string(kMaxTrainTimesteps) + ", got " +
+                                         std::to_string(num_train_timesteps));
+  }
   beta_start = json.get_double("beta_start", beta_start);
   beta_end = json.get_double("beta_end", beta_end);
+  // The schedule is float32, as in diffusers, whose torch.linspace then fails at load on an
+  // unrepresentable end point without naming the key.
+  for (const auto& [key, value] : {std::pair<const char*, double>{"beta_start", beta_start}, {"beta_end", beta_end}}) {
+    if (!std::isfinite(value) || std::abs(value) > std::numeric_limits<float>::max()) {
+      json.fail(key, "expected a finite float32 number, got " + std::to_string(value));
+    }
+  }
   beta_schedule = json.get_string("beta_schedule", beta_schedule);
   if (json.has_value("trained_betas")) {
     const io::Json& v = json.json().at("trained_betas");

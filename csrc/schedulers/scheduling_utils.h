@@ -31,6 +31,9 @@ std::string to_string(TimestepSpacing s);
 // constructor defaults differ (timestep_spacing "leading" for PNDM and DDIM) sets them in its
 // config's constructor. Other keys live in each class's config.
 struct SchedulerConfigBase {
+  // A bound of ours on num_train_timesteps (see read_base): 1000x what any released schedule uses.
+  static constexpr int64_t kMaxTrainTimesteps = 1'000'000;
+
   int64_t num_train_timesteps = 1000;
   double beta_start = 0.0001;
   double beta_end = 0.02;

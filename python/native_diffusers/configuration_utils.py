@@ -1,10 +1,9 @@
 """Configs as diffusers and transformers expose them: a read-only mapping with attribute access."""
 
-import contextlib
 import json
 import os
 from collections import OrderedDict
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 
 class FrozenDict(OrderedDict):
@@ -55,14 +54,3 @@ def read_config_file(path: str) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"The config file at '{path}' must contain a JSON object.")
     return data
-
-
-@contextlib.contextmanager
-def files_named_in_undecodable_errors(origin: str) -> Iterator[None]:
-    """The engine's parse errors quote the bytes around the fault; when those are not UTF-8 (a corrupt
-    header or tokenizer file), Python cannot decode the message and raises a UnicodeDecodeError that
-    names no file. Re-raised as the ValueError the engine meant, naming `origin` (what was read)."""
-    try:
-        yield
-    except UnicodeDecodeError:
-        raise ValueError(f"invalid file in {origin}: it holds bytes that are not valid UTF-8") from None

@@ -214,7 +214,7 @@ def test_ctrl_c_stops_the_loop_within_a_step_and_the_pipeline_stays_usable(sd_ch
     """)
     assert "INTERRUPTED" in out, out
     after_signal_s, step_s = (float(v) for v in out.split("INTERRUPTED")[1].split()[:2])
-    assert after_signal_s < 2 * step_s + 0.5, out
+    assert after_signal_s < 2 * step_s + 1.0, out  # a second of slack for a loaded machine
     assert "USABLE True" in out, out
 
 

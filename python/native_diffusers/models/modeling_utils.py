@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from .. import _C
-from ..configuration_utils import FrozenDict, files_named_in_undecodable_errors, read_config_file
+from ..configuration_utils import FrozenDict, read_config_file
 from ..utils.hub_utils import load_pickle_state_dict, resolve_model_path
 
 _DTYPE_NAMES = {
@@ -127,8 +127,7 @@ class NativeModelMixin(torch.nn.Module):
         engine_dtype = None if requested == "auto" else requested
         fmt, files = _C.find_weight_files(folder, variant, use_safetensors)
         if fmt == "safetensors":
-            with files_named_in_undecodable_errors(", ".join(f"'{f}'" for f in files)):
-                engine = cls._load_engine_from_files(config_path, files, engine_dtype)
+            engine = cls._load_engine_from_files(config_path, files, engine_dtype)
         else:
             state_dict = load_pickle_state_dict(files)
             engine = cls._load_engine_from_state_dict(config_path, state_dict, files[0], engine_dtype)

@@ -8,7 +8,6 @@ import os
 from typing import Any, List, Optional, Sequence, Union
 
 from ... import _C
-from ...configuration_utils import files_named_in_undecodable_errors
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +105,7 @@ class CLIPTokenizer:
         if kwargs:
             logger.warning("CLIPTokenizer.from_pretrained ignores unsupported arguments: %s", sorted(kwargs))
         folder = _resolve_folder(pretrained_model_name_or_path, subfolder=subfolder, **hub_kwargs)
-        with files_named_in_undecodable_errors(f"tokenizer folder '{os.fspath(folder)}'"):
-            backend = _C.CLIPTokenizer.from_folder(os.fspath(folder))
+        backend = _C.CLIPTokenizer.from_folder(os.fspath(folder))
         tokenizer = cls(backend, name_or_path=str(pretrained_model_name_or_path))
         if model_max_length is not None:
             tokenizer.model_max_length = model_max_length
