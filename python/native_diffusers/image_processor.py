@@ -10,6 +10,8 @@ from typing import Union
 
 import numpy as np
 import PIL.Image
+import PIL.ImageFilter
+import PIL.ImageOps
 import torch
 import torch.nn.functional as F
 
@@ -62,6 +64,32 @@ def _check_resized_size(height: int, width: int, factor: int):
             f"`image` would be resized to {height} x {width} pixels (height x width); both must be positive, and an"
             f" image smaller than the VAE's scale factor ({factor}) rounds down to 0."
         )
+
+
+def _masked_span(has_mask: np.ndarray, pad) -> tuple[int, int]:
+    """``[start, end)`` of the rows or columns where ``has_mask`` is set, grown by ``pad`` each way and clipped to
+    ``[0, len(has_mask)]``. With nothing set, diffusers counts every line as leading and trailing blank, so the span
+    comes out inverted (``start > end``); it is kept as diffusers returns it.
+    Ref: diffusers image_processor.py, VaeImageProcessor.get_crop_region, steps 1 and 2."""
+    length = has_mask.shape[0]
+    hits = np.flatnonzero(has_mask)
+    blank_before = int(hits[0]) if hits.size else length
+    blank_after = length - 1 - int(hits[-1]) if hits.size else length
+    return int(max(blank_before - pad, 0)), int(min(length - blank_after + pad, length))
+
+
+def _grow_span(start: int, end: int, desired: float, limit: int) -> tuple[int, int]:
+    """Grows ``[start, end)`` about its centre to ``desired`` (truncated), slides it back inside ``[0, limit]``
+    past either edge, and clips it there only if it is longer than ``limit``.
+    Ref: diffusers image_processor.py, VaeImageProcessor.get_crop_region, step 3."""
+    grow = int(desired - (end - start))
+    start -= grow // 2
+    end += grow - grow // 2
+    if end >= limit:
+        start, end = start - (end - limit), limit
+    if start < 0:
+        start, end = 0, end - start
+    return start, min(end, limit)
 
 
 class VaeImageProcessor:
@@ -160,11 +188,81 @@ class VaeImageProcessor:
     def convert_to_grayscale(image: PIL.Image.Image) -> PIL.Image.Image:
         return image.convert("L")
 
+    @staticmethod
+    def blur(image: PIL.Image.Image, blur_factor: int = 4) -> PIL.Image.Image:
+        """Gaussian blur of radius ``blur_factor``: softens a mask's edge so the inpainted area blends in. The mask
+        processor binarises it again for denoising; ``apply_overlay`` pastes back through the soft one.
+        Ref: diffusers image_processor.py, VaeImageProcessor.blur."""
+        return image.filter(PIL.ImageFilter.GaussianBlur(blur_factor))
+
     def binarize(self, image: torch.Tensor) -> torch.Tensor:
         """Sets values below 0.5 to 0 and the rest to 1, in place (a mask; diffusers calls it on the tensor)."""
         image[image < 0.5] = 0
         image[image >= 0.5] = 1
         return image
+
+    # -- masks: the region ``padding_mask_crop`` inpaints, and pasting the result back --------------------------
+
+    @staticmethod
+    def get_crop_region(
+        mask_image: PIL.Image.Image, width: int, height: int, pad: int = 0
+    ) -> tuple[int, int, int, int]:
+        """The box ``(x1, y1, x2, y2)`` around every nonzero pixel of ``mask_image`` (as grayscale), padded by ``pad``
+        within the image, then grown in one direction to the processing aspect ratio ``width / height`` and moved
+        back inside the image where it fits. A 128 x 32 mask region processed at 512 x 512 becomes 128 x 128.
+        Ref: diffusers image_processor.py, VaeImageProcessor.get_crop_region."""
+        mask = np.array(mask_image.convert("L"))
+        mask_height, mask_width = mask.shape
+        x1, x2 = _masked_span(mask.any(axis=0), pad)
+        y1, y2 = _masked_span(mask.any(axis=1), pad)
+
+        # Ratios computed as diffusers does, so float rounding (and a ZeroDivisionError on a zero-height span or
+        # height) is the same.
+        ratio_crop_region = (x2 - x1) / (y2 - y1)
+        ratio_processing = width / height
+        if ratio_crop_region > ratio_processing:
+            y1, y2 = _grow_span(y1, y2, (x2 - x1) / ratio_processing, mask_height)
+        else:
+            x1, x2 = _grow_span(x1, x2, (y2 - y1) * ratio_processing, mask_width)
+        return x1, y1, x2, y2
+
+    def apply_overlay(
+        self,
+        mask: PIL.Image.Image,
+        init_image: PIL.Image.Image,
+        image: PIL.Image.Image,
+        crop_coords: tuple[int, int, int, int] | None = None,
+    ) -> PIL.Image.Image:
+        """``init_image`` laid over the generated ``image`` outside ``mask``, as RGB. The mask is inverted but not
+        binarised, so a blurred mask blends. With ``crop_coords`` (from ``get_crop_region``), ``image`` is the
+        inpainted crop: it is resized ("crop" mode) to that box and placed there on a black canvas first.
+        Ref: diffusers image_processor.py, VaeImageProcessor.apply_overlay."""
+        width, height = init_image.width, init_image.height
+        kept = self._outside_mask(init_image, mask)
+        if crop_coords is not None:
+            image = self._paste_into_canvas(image, crop_coords, width, height)
+        image = image.convert("RGBA")
+        image.alpha_composite(kept)
+        return image.convert("RGB")
+
+    @staticmethod
+    def _outside_mask(init_image: PIL.Image.Image, mask: PIL.Image.Image) -> PIL.Image.Image:
+        """``init_image`` as RGBA whose alpha is the inverted mask. Pasting through the mask into an empty
+        premultiplied ("RGBa") canvas, then converting to RGBA, is diffusers' way, and fixes the rounding.
+        Ref: diffusers image_processor.py, VaeImageProcessor.apply_overlay."""
+        kept = PIL.Image.new("RGBa", (init_image.width, init_image.height))
+        kept.paste(init_image.convert("RGBA").convert("RGBa"), mask=PIL.ImageOps.invert(mask.convert("L")))
+        return kept.convert("RGBA")
+
+    def _paste_into_canvas(
+        self, image: PIL.Image.Image, crop_coords: tuple[int, int, int, int], width: int, height: int
+    ) -> PIL.Image.Image:
+        """``image`` resized to the box ``crop_coords`` and pasted there on a black RGB canvas of (width, height).
+        Ref: diffusers image_processor.py, VaeImageProcessor.apply_overlay."""
+        x1, y1, x2, y2 = crop_coords
+        canvas = PIL.Image.new("RGBA", (width, height))
+        canvas.paste(self.resize(image, height=y2 - y1, width=x2 - x1, resize_mode="crop"), (x1, y1))
+        return canvas.convert("RGB")
 
     # -- resizing ------------------------------------------------------------------------------------------------
 
