@@ -1,13 +1,12 @@
 """VaeImageProcessor parity: native_diffusers against diffusers 0.40 on the same inputs, bit for bit."""
 
-import warnings
-
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from diffusers.image_processor import VaeImageProcessor as RefVaeImageProcessor
 from native_diffusers.image_processor import VaeImageProcessor, is_valid_image, is_valid_image_imagelist
+from reference_comparison import assert_same, outcome
 
 # (width, height): a multiple of 8, and one that is not in either dimension.
 SIZES = [(96, 64), (100, 75)]
@@ -23,44 +22,12 @@ def _uniform(shape, low=0.0, high=1.0, seed=0):
     return np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)
 
 
-def _run(fn):
-    """Calls ``fn`` and returns (result or the exception, [(warning class, message)])."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = fn()
-        except Exception as e:  # noqa: BLE001  (any exception is compared with the reference's)
-            result = e
-    return result, [(w.category, str(w.message)) for w in caught]
-
-
-def _assert_same(ours, ref):
-    assert type(ours) is type(ref)
-    if isinstance(ref, Exception):
-        assert str(ours) == str(ref)
-    elif isinstance(ref, torch.Tensor):
-        assert ours.dtype == ref.dtype and ours.shape == ref.shape
-        assert torch.equal(ours, ref)
-    elif isinstance(ref, np.ndarray):
-        assert ours.dtype == ref.dtype and ours.shape == ref.shape
-        np.testing.assert_array_equal(ours, ref)
-    elif isinstance(ref, PIL.Image.Image):
-        assert (ours.mode, ours.size) == (ref.mode, ref.size)
-        np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
-    elif isinstance(ref, (list, tuple)):
-        assert len(ours) == len(ref)
-        for o, r in zip(ours, ref):
-            _assert_same(o, r)
-    else:
-        assert ours == ref
-
-
 def _check(method, *args, config=None, **kwargs):
     """Runs ``method`` on both processors with the same config and arguments; results and warnings must match."""
     config = config or {}
-    ours, ours_warnings = _run(lambda: getattr(VaeImageProcessor(**config), method)(*args, **kwargs))
-    ref, ref_warnings = _run(lambda: getattr(RefVaeImageProcessor(**config), method)(*args, **kwargs))
-    _assert_same(ours, ref)
+    ours, ours_warnings = outcome(lambda: getattr(VaeImageProcessor(**config), method)(*args, **kwargs))
+    ref, ref_warnings = outcome(lambda: getattr(RefVaeImageProcessor(**config), method)(*args, **kwargs))
+    assert_same(ours, ref)
     assert ours_warnings == ref_warnings
     return ours
 

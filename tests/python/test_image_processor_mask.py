@@ -2,7 +2,6 @@
 ``apply_overlay``): native_diffusers against diffusers 0.40 on the same inputs, bit for bit."""
 
 import inspect
-import warnings
 
 import numpy as np
 import PIL.Image
@@ -10,6 +9,7 @@ import pytest
 import torch
 from diffusers.image_processor import VaeImageProcessor as RefVaeImageProcessor
 from native_diffusers.image_processor import VaeImageProcessor
+from reference_comparison import assert_same, outcome
 
 # The inpainting pipelines' mask_processor. Ref: diffusers pipeline_stable_diffusion_inpaint.py, __init__.
 MASK_CONFIG = {"vae_scale_factor": 8, "do_normalize": False, "do_binarize": True, "do_convert_grayscale": True}
@@ -62,38 +62,6 @@ def _float_mask(shape, kind="noise", seed=0):
     return (_rng(seed).random(shape) < 0.5).astype(np.float32) if kind == "noise" else _rng(seed).random(shape)
 
 
-def _run(fn):
-    """Calls ``fn`` and returns (result or the exception, [(warning class, message)])."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = fn()
-        except Exception as e:  # noqa: BLE001  (any exception is compared with the reference's)
-            result = e
-    return result, [(w.category, str(w.message)) for w in caught]
-
-
-def _assert_same(ours, ref):
-    assert type(ours) is type(ref), (type(ours), type(ref), ours, ref)
-    if isinstance(ref, Exception):
-        assert str(ours) == str(ref)
-    elif isinstance(ref, torch.Tensor):
-        assert ours.dtype == ref.dtype and ours.shape == ref.shape
-        assert torch.equal(ours, ref)
-    elif isinstance(ref, np.ndarray):
-        assert ours.dtype == ref.dtype and ours.shape == ref.shape
-        assert np.array_equal(ours, ref)
-    elif isinstance(ref, PIL.Image.Image):
-        assert (ours.mode, ours.size) == (ref.mode, ref.size)
-        assert np.array_equal(np.asarray(ours), np.asarray(ref))
-    elif isinstance(ref, (list, tuple)):
-        assert len(ours) == len(ref)
-        for o, r in zip(ours, ref):
-            _assert_same(o, r)
-    else:
-        assert ours == ref
-
-
 def _copy(value):
     if isinstance(value, list):
         return [_copy(v) for v in value]
@@ -107,9 +75,9 @@ def _copy(value):
 def _check(method, *args, config=MASK_CONFIG, **kwargs):
     """Runs ``method`` on both processors with the same config and (separately copied) arguments; results and
     warnings must match. diffusers binarises in place, so each side gets its own copy of array inputs."""
-    ours, ours_warnings = _run(lambda: getattr(VaeImageProcessor(**config), method)(*_copy(args), **kwargs))
-    ref, ref_warnings = _run(lambda: getattr(RefVaeImageProcessor(**config), method)(*_copy(args), **kwargs))
-    _assert_same(ours, ref)
+    ours, ours_warnings = outcome(lambda: getattr(VaeImageProcessor(**config), method)(*_copy(args), **kwargs))
+    ref, ref_warnings = outcome(lambda: getattr(RefVaeImageProcessor(**config), method)(*_copy(args), **kwargs))
+    assert_same(ours, ref)
     assert ours_warnings == ref_warnings
     return ours
 
@@ -358,8 +326,8 @@ def test_blur(mode, blur_factor):
 
 def test_blur_default_factor_and_static():
     mask = _pil_mask(64, 64, kind="box")
-    _assert_same(VaeImageProcessor.blur(mask), RefVaeImageProcessor.blur(mask))
-    _assert_same(VaeImageProcessor.blur(mask), VaeImageProcessor.blur(mask, blur_factor=4))
+    assert_same(VaeImageProcessor.blur(mask), RefVaeImageProcessor.blur(mask))
+    assert_same(VaeImageProcessor.blur(mask), VaeImageProcessor.blur(mask, blur_factor=4))
 
 
 # -- get_crop_region -------------------------------------------------------------------------------------------
