@@ -3,26 +3,22 @@
 #include <ATen/cpu/Utils.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <initializer_list>
 
-#include "core/errors.h"
+#include "runtime/named_modes.h"
 
 namespace nd {
 namespace {
 
-CpuHalfCompute mode_from_environment() {
-  const char* value = std::getenv("ND_CPU_HALF_COMPUTE");
-  if (value == nullptr || *value == '\0') return CpuHalfCompute::kAuto;
-  try {
-    return parse_cpu_half_compute_mode(value);
-  } catch (const ValueError&) {
-    return CpuHalfCompute::kAuto;  // an unreadable setting must not stop the import
-  }
+const NamedModes<CpuHalfCompute>& mode_names() {
+  static const NamedModes<CpuHalfCompute> names{
+      "CPU half-precision compute mode",
+      {{"auto", CpuHalfCompute::kAuto}, {"float32", CpuHalfCompute::kFloat32}, {"native", CpuHalfCompute::kNative}}};
+  return names;
 }
 
 std::atomic<CpuHalfCompute>& current_mode() {
-  static std::atomic<CpuHalfCompute> mode{mode_from_environment()};
+  static std::atomic<CpuHalfCompute> mode{mode_names().from_environment("ND_CPU_HALF_COMPUTE")};
   return mode;
 }
 
@@ -41,21 +37,8 @@ bool cpu_has_any(std::initializer_list<const char*> flags) {
 CpuHalfCompute cpu_half_compute_mode() { return current_mode().load(); }
 void set_cpu_half_compute_mode(CpuHalfCompute mode) { current_mode().store(mode); }
 
-CpuHalfCompute parse_cpu_half_compute_mode(const std::string& text) {
-  if (text == "auto") return CpuHalfCompute::kAuto;
-  if (text == "float32") return CpuHalfCompute::kFloat32;
-  if (text == "native") return CpuHalfCompute::kNative;
-  throw ValueError("CPU half-precision compute mode must be 'auto', 'float32' or 'native', got '" + text + "'");
-}
-
-std::string to_string(CpuHalfCompute mode) {
-  switch (mode) {
-    case CpuHalfCompute::kAuto: return "auto";
-    case CpuHalfCompute::kFloat32: return "float32";
-    case CpuHalfCompute::kNative: return "native";
-  }
-  return "auto";
-}
+CpuHalfCompute parse_cpu_half_compute_mode(const std::string& text) { return mode_names().parse(text); }
+std::string to_string(CpuHalfCompute mode) { return mode_names().name(mode); }
 
 bool cpu_has_native_arithmetic(at::ScalarType dtype) {
   static const bool bfloat16 = cpu_has_any({"avx512_bf16", "avx512bf16", "amx_bf16"});

@@ -2,23 +2,26 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <string>
 
-#include "core/errors.h"
+#include "runtime/named_modes.h"
 
 namespace nd {
 namespace {
 
+const NamedModes<ChannelsLastMode>& mode_names() {
+  static const NamedModes<ChannelsLastMode> names{
+      "channels-last mode",
+      {{"auto", ChannelsLastMode::kAuto}, {"on", ChannelsLastMode::kOn}, {"off", ChannelsLastMode::kOff}}};
+  return names;
+}
+
 ChannelsLastMode mode_from_environment() {
+  // ND_CHANNELS_LAST also takes 0 and 1, as the other ND_* switches do.
   const char* value = std::getenv("ND_CHANNELS_LAST");
-  if (value == nullptr || *value == '\0') return ChannelsLastMode::kAuto;
-  const std::string text(value);
-  if (text == "0") return ChannelsLastMode::kOff;
-  if (text == "1") return ChannelsLastMode::kOn;
-  try {
-    return parse_channels_last_mode(text);
-  } catch (const ValueError&) {
-    return ChannelsLastMode::kAuto;  // an unreadable setting must not stop the import
-  }
+  if (value != nullptr && std::string(value) == "0") return ChannelsLastMode::kOff;
+  if (value != nullptr && std::string(value) == "1") return ChannelsLastMode::kOn;
+  return mode_names().from_environment("ND_CHANNELS_LAST");
 }
 
 std::atomic<ChannelsLastMode>& current_mode() {
@@ -31,21 +34,8 @@ std::atomic<ChannelsLastMode>& current_mode() {
 ChannelsLastMode channels_last_mode() { return current_mode().load(); }
 void set_channels_last_mode(ChannelsLastMode mode) { current_mode().store(mode); }
 
-ChannelsLastMode parse_channels_last_mode(const std::string& text) {
-  if (text == "auto") return ChannelsLastMode::kAuto;
-  if (text == "on") return ChannelsLastMode::kOn;
-  if (text == "off") return ChannelsLastMode::kOff;
-  throw ValueError("channels-last mode must be 'auto', 'on' or 'off', got '" + text + "'");
-}
-
-std::string to_string(ChannelsLastMode mode) {
-  switch (mode) {
-    case ChannelsLastMode::kAuto: return "auto";
-    case ChannelsLastMode::kOn: return "on";
-    case ChannelsLastMode::kOff: return "off";
-  }
-  return "auto";
-}
+ChannelsLastMode parse_channels_last_mode(const std::string& text) { return mode_names().parse(text); }
+std::string to_string(ChannelsLastMode mode) { return mode_names().name(mode); }
 
 bool channels_last_on(c10::Device device) {
   switch (channels_last_mode()) {
