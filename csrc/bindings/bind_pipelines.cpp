@@ -10,6 +10,7 @@
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_img2img.h"
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
+#include "pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_upscale.h"
 #include "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.h"
 
@@ -195,6 +196,11 @@ void bind_stable_diffusion(py::module_& m) {
   img2img_request.def(py::init<>())
       .def_readwrite("image", &StableDiffusionImg2ImgRequest::image)
       .def_readwrite("strength", &StableDiffusionImg2ImgRequest::strength);
+  py::class_<StableDiffusionInpaintRequest, StableDiffusionImg2ImgRequest> inpaint_request(
+      m, "StableDiffusionInpaintRequest");
+  inpaint_request.def(py::init<>())
+      .def_readwrite("mask_image", &StableDiffusionInpaintRequest::mask_image)
+      .def_readwrite("masked_image_latents", &StableDiffusionInpaintRequest::masked_image_latents);
 
   py::class_<StableDiffusionPipeline, std::shared_ptr<StableDiffusionPipeline>> sd(m, "StableDiffusionPipeline");
   def_model_cpu_offload(sd)
@@ -212,6 +218,16 @@ void bind_stable_diffusion(py::module_& m) {
                     std::shared_ptr<Scheduler>>(),
            py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("vae"), py::arg("scheduler"))
       .def("run", &StableDiffusionImg2ImgPipeline::run, py::arg("request"),
+           py::call_guard<py::gil_scoped_release>());
+
+  py::class_<StableDiffusionInpaintPipeline, std::shared_ptr<StableDiffusionInpaintPipeline>> sd_inpaint(
+      m, "StableDiffusionInpaintPipeline");
+  def_model_cpu_offload(sd_inpaint)
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
+                    std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<AutoencoderKL>,
+                    std::shared_ptr<Scheduler>>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("vae"), py::arg("scheduler"))
+      .def("run", &StableDiffusionInpaintPipeline::run, py::arg("request"),
            py::call_guard<py::gil_scoped_release>());
 
   py::class_<StableDiffusionUpscaleRequest, StableDiffusionRequest> upscale_request(m, "StableDiffusionUpscaleRequest");

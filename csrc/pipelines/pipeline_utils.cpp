@@ -144,6 +144,14 @@ at::Tensor with_upcast_vae(AutoencoderKL& vae, bool force_upcast, const at::Tens
 
 }  // namespace
 
+void check_generators_for_batch(const std::vector<at::Generator>& generators, int64_t batch_size) {
+  if (generators.size() > 1 && static_cast<int64_t>(generators.size()) != batch_size) {
+    throw ValueError("You have passed a list of generators of length " + std::to_string(generators.size()) +
+                     ", but requested an effective batch size of " + std::to_string(batch_size) +
+                     ". Make sure the batch size matches the length of the generators.");
+  }
+}
+
 at::Tensor encode_image_latents(AutoencoderKL& vae, const at::Tensor& image_in, int64_t batch_size,
                                 at::ScalarType dtype, c10::Device device,
                                 const std::vector<at::Generator>& generators, bool force_upcast) {
@@ -152,11 +160,7 @@ at::Tensor encode_image_latents(AutoencoderKL& vae, const at::Tensor& image_in, 
   if (image.size(1) == vae.config().latent_channels) {
     init_latents = image;
   } else {
-    if (generators.size() > 1 && static_cast<int64_t>(generators.size()) != batch_size) {
-      throw ValueError("You have passed a list of generators of length " + std::to_string(generators.size()) +
-                       ", but requested an effective batch size of " + std::to_string(batch_size) +
-                       ". Make sure the batch size matches the length of the generators.");
-    }
+    check_generators_for_batch(generators, batch_size);
     if (generators.size() > 1 && image.size(0) < batch_size) {
       if (batch_size % image.size(0) != 0) {
         throw ValueError("Cannot duplicate `image` of batch size " + std::to_string(image.size(0)) +
@@ -189,11 +193,7 @@ at::Tensor encode_image_latents(AutoencoderKL& vae, const at::Tensor& image_in, 
 at::Tensor initial_noise(const at::Tensor& latents, at::IntArrayRef shape, const std::vector<at::Generator>& generators,
                          c10::Device device, at::ScalarType dtype, const Scheduler& scheduler) {
   const int64_t batch_size = shape[0];
-  if (generators.size() > 1 && static_cast<int64_t>(generators.size()) != batch_size) {
-    throw ValueError("You have passed a list of generators of length " + std::to_string(generators.size()) +
-                     ", but requested an effective batch size of " + std::to_string(batch_size) +
-                     ". Make sure the batch size matches the length of the generators.");
-  }
+  check_generators_for_batch(generators, batch_size);
   const at::Tensor noise = latents.defined() ? latents.to(device) : randn_tensor(shape, generators, device, dtype);
   return noise * scheduler.init_noise_sigma().to(noise.device());
 }
@@ -201,6 +201,69 @@ at::Tensor initial_noise(const at::Tensor& latents, at::IntArrayRef shape, const
 at::Tensor decode_latents(AutoencoderKL& vae, const at::Tensor& latents, bool force_upcast) {
   return with_upcast_vae(vae, force_upcast, latents / vae.config().scaling_factor,
                          [&](const at::Tensor& z) { return vae.decode(z); });
+}
+
+
+at::Tensor encode_vae_image(AutoencoderKL& vae, const at::Tensor& image, const std::vector<at::Generator>& generators,
+                            bool force_upcast) {
+  if (generators.size() > 1 && image.size(0) > static_cast<int64_t>(generators.size())) {
+    throw ValueError("`image` has a batch of " + std::to_string(image.size(0)) + " but only " +
+                     std::to_string(generators.size()) + " generators were passed");
+  }
+  const at::Tensor latents = with_upcast_vae(vae, force_upcast, image, [&](const at::Tensor& x) {
+    if (generators.size() <= 1) return sample_diagonal_gaussian(vae.encode(x), generators);
+    std::vector<at::Tensor> parts;
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      parts.push_back(sample_diagonal_gaussian(vae.encode(x.narrow(0, i, 1)), {generators[i]}));
+    }
+    return at::cat(parts, 0);
+  });
+  return latents.to(image.scalar_type()) * vae.config().scaling_factor;
+}
+
+at::Tensor repeat_to_batch(const at::Tensor& tensor, int64_t batch_size, const std::string& message) {
+  if (tensor.size(0) >= batch_size) return tensor;
+  if (batch_size % tensor.size(0) != 0) throw ValueError(message);
+  return tensor.repeat({batch_size / tensor.size(0), 1, 1, 1});
+}
+
+MaskLatents prepare_mask_latents(AutoencoderKL& vae, const at::Tensor& mask_in, const at::Tensor& masked_image_in,
+                                 int64_t batch_size, int64_t height, int64_t width, at::ScalarType dtype,
+                                 c10::Device device, const std::vector<at::Generator>& generators,
+                                 bool do_classifier_free_guidance, bool force_upcast) {
+  // Ref: diffusers: resize the mask to latents shape before concatenating it to the latents, and
+  // before converting to dtype (nearest interpolation of the binarised mask).
+  const int64_t factor = vae.config().scale_factor();
+  at::Tensor mask = at::upsample_nearest2d(mask_in.to(device), {height / factor, width / factor}).to(dtype);
+  const at::Tensor masked_image = masked_image_in.to(device, dtype);
+  at::Tensor masked_image_latents = masked_image.size(1) == vae.config().latent_channels
+                                        ? masked_image
+                                        : encode_vae_image(vae, masked_image, generators, force_upcast);
+  const std::string total = std::to_string(batch_size);
+  mask = repeat_to_batch(
+      mask, batch_size,
+      "The passed mask and the required batch size don't match. Masks are supposed to be duplicated to a total batch "
+      "size of " + total + ", but " + std::to_string(mask.size(0)) +
+          " masks were passed. Make sure the number of masks that you pass is divisible by the total requested batch "
+          "size.");
+  masked_image_latents = repeat_to_batch(
+      masked_image_latents, batch_size,
+      "The passed images and the required batch size don't match. Images are supposed to be duplicated to a total "
+      "batch size of " + total + ", but " + std::to_string(masked_image_latents.size(0)) +
+          " images were passed. Make sure the number of images that you pass is divisible by the total requested "
+          "batch size.");
+  if (do_classifier_free_guidance) {
+    mask = at::cat({mask, mask}, 0);
+    masked_image_latents = at::cat({masked_image_latents, masked_image_latents}, 0);
+  }
+  return {mask, masked_image_latents.to(device, dtype)};
+}
+
+void check_steps_after_strength(const TimestepWindow& window, double strength) {
+  if (window.timesteps.size(0) > 0) return;
+  throw ValueError("After adjusting the num_inference_steps by strength parameter: " + std::to_string(strength) +
+                   ", the number of pipelinesteps is " + std::to_string(window.num_inference_steps) +
+                   " which is < 1 and not appropriate for this pipeline.");
 }
 
 }  // namespace nd

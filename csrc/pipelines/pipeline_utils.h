@@ -82,6 +82,9 @@ TimestepWindow get_timesteps(Scheduler& scheduler, int64_t num_inference_steps, 
 TimestepWindow cut_at_denoising_end(const TimestepWindow& window, const Scheduler& scheduler,
                                     double denoising_end);
 
+// Ref: diffusers prepare_latents: a list of generators gives one per image of the batch.
+void check_generators_for_batch(const std::vector<at::Generator>& generators, int64_t batch_size);
+
 // The first half of diffusers' img2img prepare_latents: VAE-encoded, sampled and scaled latents
 // of `image` ([B, 3, H, W] in [-1, 1]; latents with the VAE's latent_channels pass through),
 // repeated to `batch_size` (an error if that is not a multiple). A list of generators gives one
@@ -90,6 +93,36 @@ TimestepWindow cut_at_denoising_end(const TimestepWindow& window, const Schedule
 at::Tensor encode_image_latents(AutoencoderKL& vae, const at::Tensor& image, int64_t batch_size,
                                 at::ScalarType dtype, c10::Device device,
                                 const std::vector<at::Generator>& generators, bool force_upcast);
+
+// Ref: diffusers StableDiffusionInpaintPipeline._encode_vae_image: VAE-encoded, sampled and scaled
+// latents of `image` ([N, 3, H, W] in [-1, 1]), one per image, not repeated. With a list of
+// generators, image i is encoded alone and draws from generator i (so a single image uses only
+// generator 0, whatever the batch).
+at::Tensor encode_vae_image(AutoencoderKL& vae, const at::Tensor& image, const std::vector<at::Generator>& generators,
+                            bool force_upcast);
+
+// `tensor` repeated along dim 0 to `batch_size` (the whole batch repeated, as torch's repeat); a
+// ValueError with `message` when batch_size is not a multiple of its batch.
+at::Tensor repeat_to_batch(const at::Tensor& tensor, int64_t batch_size, const std::string& message);
+
+// The inpainting mask at latent size and the masked image's latents, each repeated to
+// `batch_size` and doubled under classifier-free guidance ([uncond; cond] halves alike).
+struct MaskLatents {
+  at::Tensor mask;                  // [model batch, 1, h, w]
+  at::Tensor masked_image_latents;  // [model batch, latent_channels, h, w]
+};
+
+// Ref: diffusers StableDiffusionInpaintPipeline.prepare_mask_latents: `mask` ([N, 1, H, W], the
+// mask processor's output) reaches latent size by nearest interpolation; `masked_image` is
+// VAE-encoded with the generators unless it already has the VAE's latent channels.
+MaskLatents prepare_mask_latents(AutoencoderKL& vae, const at::Tensor& mask, const at::Tensor& masked_image,
+                                 int64_t batch_size, int64_t height, int64_t width, at::ScalarType dtype,
+                                 c10::Device device, const std::vector<at::Generator>& generators,
+                                 bool do_classifier_free_guidance, bool force_upcast);
+
+// Ref: the check after get_timesteps in diffusers' image-to-image and inpainting pipelines: the
+// strength cut left no step to run.
+void check_steps_after_strength(const TimestepWindow& window, double strength);
 
 // The initial noise of text-to-image (diffusers prepare_latents), scaled by the scheduler's
 // initial sigma: `latents` when given, else drawn from the generators (none, one, or one per image).

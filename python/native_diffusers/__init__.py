@@ -25,6 +25,7 @@ from .schedulers import (
 )
 from .pipelines import (
     AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
     AutoPipelineForText2Image,
     DiffusionPipeline,
     ImagePipelineOutput,
@@ -34,6 +35,7 @@ from .pipelines import (
     StableDiffusionControlNetImg2ImgPipeline,
     StableDiffusionControlNetPipeline,
     StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
     StableDiffusionUpscalePipeline,
     StableDiffusionXLImg2ImgPipeline,
@@ -43,6 +45,7 @@ from .image_processor import VaeImageProcessor
 
 __all__ = [
     "AutoPipelineForImage2Image",
+    "AutoPipelineForInpainting",
     "AutoPipelineForText2Image",
     "AutoencoderKL",
     "CLIPImageProcessor",
@@ -68,6 +71,7 @@ __all__ = [
     "StableDiffusionControlNetImg2ImgPipeline",
     "StableDiffusionControlNetPipeline",
     "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionInpaintPipeline",
     "StableDiffusionPipeline",
     "StableDiffusionUpscalePipeline",
     "StableDiffusionXLImg2ImgPipeline",

@@ -96,12 +96,14 @@ PreparedCall StableDiffusionPipeline::prepare_text_to_image(const StableDiffusio
 }
 
 PipelineResult StableDiffusionPipeline::denoise(const StableDiffusionRequest& r, PreparedCall call,
-                                                const std::vector<const LoopInput*>& inputs) {
+                                                const std::vector<const LoopInput*>& inputs,
+                                                const std::vector<const AfterStepHook*>& after_step) {
   const std::unique_ptr<Guider> guider = classifier_free_guidance_or_none(r.guidance_scale, r.guidance_rescale);
   UNetDenoiser denoiser(*unet_, "prompt_embeds", inputs);
   // 7. Denoising loop
-  const DenoisingLoopResult loop = run_denoising_loop(
-      loop_spec(r, call.window, *scheduler_, denoiser, *guider, offload_.get()), std::move(call.tensors));
+  DenoisingLoopSpec spec = loop_spec(r, call.window, *scheduler_, denoiser, *guider, offload_.get());
+  spec.after_step = after_step;
+  const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(call.tensors));
   PipelineResult result{loop.latents, loop.num_timesteps};
   // 8. Decode: latents / scaling_factor through the VAE (upcast only for the x4 upscaler, as diffusers).
   if (!r.output_latents) {

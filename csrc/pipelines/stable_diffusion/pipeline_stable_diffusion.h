@@ -78,9 +78,11 @@ class StableDiffusionPipeline : public ModelOffloadSupport {
   PreparedCall prepare_text_to_image(const StableDiffusionRequest& r);
   // Step 3. and the callback's prompt tensors of every SD 1.x/2.x pipeline.
   PreparedCall encode_prompt_tensors(const StableDiffusionRequest& r);
-  // The denoising loop over the prepared call, the UNet called with `inputs`, then the decode.
+  // The denoising loop over the prepared call, the UNet called with `inputs` and the latents
+  // rewritten by `after_step` after each step, then the decode.
   PipelineResult denoise(const StableDiffusionRequest& r, PreparedCall call,
-                         const std::vector<const LoopInput*>& inputs = {});
+                         const std::vector<const LoopInput*>& inputs = {},
+                         const std::vector<const AfterStepHook*>& after_step = {});
   c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   // What the pipeline runs once the prompt is encoded: its text encoder's weights hand over to it.

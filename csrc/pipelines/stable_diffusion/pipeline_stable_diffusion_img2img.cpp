@@ -29,11 +29,7 @@ PreparedCall StableDiffusionImg2ImgPipeline::prepare_image_to_image(const Stable
   const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
   call.window = get_timesteps(*scheduler_, num_steps, r.strength, std::nullopt);
   const at::Tensor& timesteps = call.window.timesteps;
-  if (timesteps.size(0) == 0) {
-    throw ValueError("After adjusting the num_inference_steps by strength parameter: " + std::to_string(r.strength) +
-                     ", the number of pipelinesteps is " + std::to_string(call.window.num_inference_steps) +
-                     " which is < 1 and not appropriate for this pipeline.");
-  }
+  check_steps_after_strength(call.window, r.strength);
   // 6. Prepare latent variables
   call.tensors["latents"] =
       r.latents.defined() ? r.latents.to(device)

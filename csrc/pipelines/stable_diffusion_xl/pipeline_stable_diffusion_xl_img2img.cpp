@@ -70,11 +70,7 @@ PipelineResult StableDiffusionXLImg2ImgPipeline::run(const StableDiffusionXLRequ
   // 5. Prepare timesteps: the strength cut, or the schedule below denoising_start
   const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
   const TimestepWindow window = get_timesteps(*scheduler_, num_steps, r.strength, r.denoising_start);
-  if (window.timesteps.size(0) == 0) {
-    throw ValueError("After adjusting the num_inference_steps by strength parameter: " + std::to_string(r.strength) +
-                     ", the number of pipelinesteps is " + std::to_string(window.num_inference_steps) +
-                     " which is < 1 and not appropriate for this pipeline.");
-  }
+  check_steps_after_strength(window, r.strength);
 
   // 6. Prepare latent variables
   at::Tensor latents = r.latents;

@@ -1,5 +1,5 @@
 from .controlnet import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
-from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForText2Image
+from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 from .kandinsky2_2 import (
     KandinskyPriorPipelineOutput,
     KandinskyV22Img2ImgCombinedPipeline,
@@ -7,7 +7,12 @@ from .kandinsky2_2 import (
     KandinskyV22PriorPipeline,
 )
 from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
-from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline, StableDiffusionUpscalePipeline
+from .stable_diffusion import (
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionUpscalePipeline,
+)
 from .stable_diffusion_xl import (
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
@@ -21,6 +26,7 @@ PIPELINE_CLASSES = {
     "StableDiffusionControlNetImg2ImgPipeline": StableDiffusionControlNetImg2ImgPipeline,
     "StableDiffusionControlNetPipeline": StableDiffusionControlNetPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
+    "StableDiffusionInpaintPipeline": StableDiffusionInpaintPipeline,
     "StableDiffusionPipeline": StableDiffusionPipeline,
     "StableDiffusionUpscalePipeline": StableDiffusionUpscalePipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,

@@ -1,4 +1,5 @@
-"""diffusers' ``AutoPipelineForImage2Image`` and ``AutoPipelineForText2Image``: pick the pipeline of
+"""diffusers' ``AutoPipelineForImage2Image``, ``AutoPipelineForText2Image`` and
+``AutoPipelineForInpainting``: pick the pipeline of
 a checkpoint's model family for the task, from the ``_class_name`` in its ``model_index.json``."""
 
 import os
@@ -7,7 +8,7 @@ from ..configuration_utils import read_config_file
 from ..utils.hub_utils import resolve_model_path
 from .controlnet import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
 from .kandinsky2_2 import KandinskyV22Img2ImgCombinedPipeline
-from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
 from .stable_diffusion_xl import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
 # Ref: diffusers auto_pipeline.py, AUTO_IMAGE2IMAGE_PIPELINES_MAPPING and
@@ -30,11 +31,21 @@ _TEXT2IMAGE_BY_CLASS_NAME = {
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLPipeline,
 }
+# Ref: diffusers AUTO_INPAINT_PIPELINES_MAPPING.
+_INPAINT_BY_CLASS_NAME = {
+    "StableDiffusionPipeline": StableDiffusionInpaintPipeline,
+    "StableDiffusionImg2ImgPipeline": StableDiffusionInpaintPipeline,
+    "StableDiffusionInpaintPipeline": StableDiffusionInpaintPipeline,
+    "StableDiffusionControlNetPipeline": StableDiffusionInpaintPipeline,
+    "StableDiffusionControlNetImg2ImgPipeline": StableDiffusionInpaintPipeline,
+}
+_IMAGE2IMAGE_BY_CLASS_NAME["StableDiffusionInpaintPipeline"] = StableDiffusionImg2ImgPipeline
+_TEXT2IMAGE_BY_CLASS_NAME["StableDiffusionInpaintPipeline"] = StableDiffusionPipeline
 # Ref: diffusers AutoPipeline.from_pretrained/from_pipe: a `controlnet` argument (or a ControlNet
 # source pipeline) selects the family's "stable-diffusion-controlnet" pipeline for the task.
 _CONTROLNET_FAMILIES = {
     "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionControlNetPipeline",
-    "StableDiffusionControlNetImg2ImgPipeline",
+    "StableDiffusionControlNetImg2ImgPipeline", "StableDiffusionInpaintPipeline",
 }
 _IMAGE2IMAGE_BY_CLASS_NAME.update({
     "StableDiffusionControlNetPipeline": StableDiffusionImg2ImgPipeline,
@@ -77,7 +88,7 @@ class _AutoPipeline:
     def _target(cls, name: str, with_controlnet: bool):
         if not with_controlnet:
             return cls._mapping[name]
-        if name not in _CONTROLNET_FAMILIES:
+        if name not in _CONTROLNET_FAMILIES or cls._controlnet_pipeline is None:
             raise ValueError(
                 f"AutoPipeline can't find a pipeline linked to {name} with a ControlNet in native_diffusers"
             )
@@ -114,3 +125,7 @@ class AutoPipelineForImage2Image(_AutoPipeline):
 class AutoPipelineForText2Image(_AutoPipeline):
     _mapping = _TEXT2IMAGE_BY_CLASS_NAME
     _controlnet_pipeline = StableDiffusionControlNetPipeline
+
+
+class AutoPipelineForInpainting(_AutoPipeline):
+    _mapping = _INPAINT_BY_CLASS_NAME

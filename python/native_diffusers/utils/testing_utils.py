@@ -25,12 +25,14 @@ def _tiny_clip_text_encoder(folder: str, bpe_path: Optional[str]):
 
 
 def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] = None,
-                            fp16_variant: bool = False) -> str:
+                            fp16_variant: bool = False, unet_in_channels: int = 4) -> str:
     """A Stable Diffusion 1.5-shaped checkpoint, only narrow: four UNet blocks with cross-attention
     in the first three and two layers each, a two-block VAE, a 3-layer CLIP text encoder, the real
     CLIP vocabulary, and PNDM configured as SD 1.5 ships it. Saved with ``save_pretrained`` as a
     ``StableDiffusionPipeline`` (model_index.json names it, as the real checkpoint does).
-    ``fp16_variant`` adds ``*.fp16.safetensors`` files beside the float32 ones, as the hub has them."""
+    ``fp16_variant`` adds ``*.fp16.safetensors`` files beside the float32 ones, as the hub has them.
+    ``unet_in_channels=9`` makes an inpainting checkpoint (latents, mask and masked-image latents in),
+    saved as a ``StableDiffusionInpaintPipeline`` as runwayml's inpainting checkpoint is."""
     try:
         import diffusers
         import transformers  # noqa: F401  (the text encoder needs it: fail here, with the hint)
@@ -41,7 +43,8 @@ def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] 
 
     torch.manual_seed(seed)
     unet = diffusers.UNet2DConditionModel(
-        block_out_channels=(32, 64, 64, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64, 64, 64), layers_per_block=2, sample_size=16, in_channels=unet_in_channels,
+        out_channels=4,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=32, attention_head_dim=8,
     )
@@ -54,11 +57,12 @@ def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] 
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1,
         set_alpha_to_one=False, num_train_timesteps=1000,
     )
-    pipe = diffusers.StableDiffusionPipeline(
+    pipeline_class = diffusers.StableDiffusionInpaintPipeline if unet_in_channels == 9 else diffusers.StableDiffusionPipeline
+    pipe = pipeline_class(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
-    checkpoint = os.path.join(folder, "tiny-sd")
+    checkpoint = os.path.join(folder, "tiny-sd" if unet_in_channels == 4 else f"tiny-sd-{unet_in_channels}ch")
     pipe.save_pretrained(checkpoint)
     if fp16_variant:
         pipe.to(torch.float16).save_pretrained(checkpoint, variant="fp16")

@@ -1,3 +1,4 @@
 from .pipeline_stable_diffusion import StableDiffusionPipeline, StableDiffusionPipelineOutput
 from .pipeline_stable_diffusion_img2img import StableDiffusionImg2ImgPipeline
+from .pipeline_stable_diffusion_inpaint import StableDiffusionInpaintPipeline
 from .pipeline_stable_diffusion_upscale import StableDiffusionUpscalePipeline

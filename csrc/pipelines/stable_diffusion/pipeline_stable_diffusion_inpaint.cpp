@@ -1,0 +1,128 @@
+#include "pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+
+#include "core/errors.h"
+#include "core/random.h"
+#include "pipelines/after_step/inpaint_mask_blend.h"
+#include "pipelines/guiders/classifier_free_guidance.h"
+#include "pipelines/loop_inputs/concatenated_channels.h"
+
+namespace nd {
+
+namespace {
+
+void check_image_and_mask(const StableDiffusionInpaintRequest& r) {
+  if (!r.image.defined() || r.image.dim() != 4) throw ValueError("`image` must be a 4-d tensor [B, C, H, W]");
+  if (!r.mask_image.defined() || r.mask_image.dim() != 4) {
+    throw ValueError("`mask_image` must be a 4-d tensor [B, 1, H, W]");
+  }
+  if (r.mask_image.size(2) != r.height || r.mask_image.size(3) != r.width) {
+    throw ValueError("`mask_image` of size " + std::to_string(r.mask_image.size(3)) + "x" +
+                     std::to_string(r.mask_image.size(2)) + " does not match the requested size " +
+                     std::to_string(r.width) + "x" + std::to_string(r.height));
+  }
+}
+
+}  // namespace
+
+StableDiffusionInpaintPipeline::InpaintLatents StableDiffusionInpaintPipeline::prepare_latents(
+    const StableDiffusionInpaintRequest& r, const at::Tensor& timestep, int64_t batch_size, at::ScalarType dtype,
+    bool is_strength_max, bool return_image_latents) {
+  // Ref: diffusers StableDiffusionInpaintPipeline.prepare_latents: the image is encoded (with the
+  // generators) before the noise is drawn.
+  const c10::Device device = execution_device();
+  const int64_t factor = vae_->config().scale_factor();
+  const int64_t latent_channels = vae_->config().latent_channels;
+  check_generators_for_batch(r.generators, batch_size);
+  InpaintLatents out;
+  if (return_image_latents || (!r.latents.defined() && !is_strength_max)) {
+    const at::Tensor image = r.image.to(device, dtype);
+    const at::Tensor image_latents =
+        image.size(1) == latent_channels ? image : encode_vae_image(*vae_, image, r.generators, false);
+    out.image_latents = repeat_to_batch(image_latents, batch_size,
+                                        "Cannot duplicate `image` of batch size " +
+                                            std::to_string(image_latents.size(0)) + " to effective batch_size " +
+                                            std::to_string(batch_size) + " ");
+  }
+  const at::Tensor init_sigma = scheduler_->init_noise_sigma().to(device);
+  if (r.latents.defined()) {
+    out.noise = r.latents.to(device);
+    out.latents = out.noise * init_sigma;
+    return out;
+  }
+  out.noise = randn_tensor({batch_size, latent_channels, r.height / factor, r.width / factor}, r.generators, device,
+                           dtype);
+  // At strength 1 the start is pure noise, not the image noised to the first timestep.
+  out.latents = is_strength_max ? out.noise * init_sigma
+                                : scheduler_->add_noise(out.image_latents, out.noise, timestep);
+  return out;
+}
+
+void StableDiffusionInpaintPipeline::check_unet_channels(const MaskLatents& m) const {
+  const int64_t in_channels = unet_->config().in_channels;
+  if (in_channels == 4) return;
+  if (in_channels != 9) {
+    throw ValueError("The unet UNet2DConditionModel should have either 4 or 9 input channels, not " +
+                     std::to_string(in_channels) + ".");
+  }
+  const int64_t latents = vae_->config().latent_channels;
+  const int64_t mask = m.mask.size(1), masked = m.masked_image_latents.size(1);
+  if (latents + mask + masked != in_channels) {
+    throw ValueError("Incorrect configuration settings! The config of `pipeline.unet` expects " +
+                     std::to_string(in_channels) + " but received `num_channels_latents`: " + std::to_string(latents) +
+                     " + `num_channels_mask`: " + std::to_string(mask) +
+                     " + `num_channels_masked_image`: " + std::to_string(masked) + " = " +
+                     std::to_string(latents + mask + masked) +
+                     ". Please verify the config of `pipeline.unet` or your `mask_image` or `image` input.");
+  }
+}
+
+PipelineResult StableDiffusionInpaintPipeline::run(const StableDiffusionInpaintRequest& r) {
+  c10::NoGradGuard no_grad;
+  check_image_and_mask(r);
+  const c10::Device device = execution_device();
+  const bool cfg = does_classifier_free_guidance(r.guidance_scale);
+  // 3. Encode input prompt
+  PreparedCall call = encode_prompt_tensors(r);
+  const at::ScalarType dtype = call.tensors["prompt_embeds"].scalar_type();
+  // 4. set timesteps, then cut the schedule by strength
+  const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
+  call.window = get_timesteps(*scheduler_, num_steps, r.strength, std::nullopt);
+  check_steps_after_strength(call.window, r.strength);
+  const at::Tensor latent_timestep = call.window.timesteps.narrow(0, 0, 1).repeat({call.batch_size});
+  const bool blends_after_step = unet_->config().in_channels == 4;
+
+  // 6. Prepare latent variables
+  use_component("vae");
+  const InpaintLatents latents = prepare_latents(r, latent_timestep, call.batch_size, dtype,
+                                                 /*is_strength_max=*/r.strength == 1.0, blends_after_step);
+  call.tensors["latents"] = latents.latents;
+
+  // 7. Prepare mask latent variables: masked pixels are 0, mid-grey in [-1, 1].
+  if (!r.masked_image_latents.defined() && (r.image.size(2) != r.height || r.image.size(3) != r.width)) {
+    throw ValueError("`image` of size " + std::to_string(r.image.size(3)) + "x" + std::to_string(r.image.size(2)) +
+                     " cannot be masked by a " + std::to_string(r.width) + "x" + std::to_string(r.height) +
+                     " `mask_image`; pass `masked_image_latents` with latent images");
+  }
+  const at::Tensor masked_image = r.masked_image_latents.defined()
+                                      ? r.masked_image_latents
+                                      : r.image.to(device) * (r.mask_image.to(device) < 0.5);
+  const MaskLatents mask = prepare_mask_latents(*vae_, r.mask_image, masked_image, call.batch_size, r.height, r.width,
+                                                dtype, device, r.generators, cfg, false);
+  // 8. Check that sizes of mask, masked image and latents match
+  check_unet_channels(mask);
+  call.tensors["mask"] = mask.mask;
+  call.tensors["masked_image_latents"] = mask.masked_image_latents;
+
+  // 11. Denoising loop: the 9-channel UNet's input is [latents, mask, masked_image_latents].
+  if (!blends_after_step) {
+    const ConcatenatedChannels mask_channels("mask"), masked_image_channels("masked_image_latents");
+    return denoise(r, std::move(call), {&mask_channels, &masked_image_channels});
+  }
+  const InpaintMaskBlend blend(latents.image_latents, latents.noise, call.window.timesteps.cpu(), cfg);
+  return denoise(r, std::move(call), {}, {&blend});
+}
+
+}  // namespace nd
