@@ -259,8 +259,8 @@ MaskLatents prepare_mask_latents(AutoencoderKL& vae, const at::Tensor& mask_in, 
   return {mask, masked_image_latents.to(device, dtype)};
 }
 
-void check_steps_after_strength(const TimestepWindow& window, double strength) {
-  if (window.timesteps.size(0) > 0) return;
+void check_steps_after_strength(const TimestepWindow& window, double strength, bool count_steps) {
+  if (window.timesteps.size(0) > 0 && (!count_steps || window.num_inference_steps >= 1)) return;
   throw ValueError("After adjusting the num_inference_steps by strength parameter: " + std::to_string(strength) +
                    ", the number of pipelinesteps is " + std::to_string(window.num_inference_steps) +
                    " which is < 1 and not appropriate for this pipeline.");

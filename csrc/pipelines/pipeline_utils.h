@@ -121,8 +121,10 @@ MaskLatents prepare_mask_latents(AutoencoderKL& vae, const at::Tensor& mask, con
                                  bool do_classifier_free_guidance, bool force_upcast);
 
 // Ref: the check after get_timesteps in diffusers' image-to-image and inpainting pipelines: the
-// strength cut left no step to run.
-void check_steps_after_strength(const TimestepWindow& window, double strength);
+// strength cut left no timestep to run. The inpainting pipelines check the step count instead
+// (`count_steps`), which also refuses a cut that keeps only the extra timestep of a schedule longer
+// than its step count (PNDM's).
+void check_steps_after_strength(const TimestepWindow& window, double strength, bool count_steps = false);
 
 // The initial noise of text-to-image (diffusers prepare_latents), scaled by the scheduler's
 // initial sigma: `latents` when given, else drawn from the generators (none, one, or one per image).

@@ -90,7 +90,7 @@ PipelineResult StableDiffusionInpaintPipeline::run(const StableDiffusionInpaintR
   // 4. set timesteps, then cut the schedule by strength
   const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
   call.window = get_timesteps(*scheduler_, num_steps, r.strength, std::nullopt);
-  check_steps_after_strength(call.window, r.strength);
+  check_steps_after_strength(call.window, r.strength, /*count_steps=*/true);
   const at::Tensor latent_timestep = call.window.timesteps.narrow(0, 0, 1).repeat({call.batch_size});
   const bool blends_after_step = unet_->config().in_channels == 4;
 
