@@ -57,7 +57,8 @@ def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] 
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1,
         set_alpha_to_one=False, num_train_timesteps=1000,
     )
-    pipeline_class = diffusers.StableDiffusionInpaintPipeline if unet_in_channels == 9 else diffusers.StableDiffusionPipeline
+    inpainting = unet_in_channels == 9
+    pipeline_class = diffusers.StableDiffusionInpaintPipeline if inpainting else diffusers.StableDiffusionPipeline
     pipe = pipeline_class(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,

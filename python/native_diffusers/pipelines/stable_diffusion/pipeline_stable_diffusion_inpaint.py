@@ -42,7 +42,9 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase, DiffusionPipeline):
         if padding_mask_crop is None:
             return
         if not isinstance(image, PIL.Image.Image):
-            raise ValueError(f"The image should be a PIL image when inpainting mask crop, but is of type {type(image)}.")
+            raise ValueError(
+                f"The image should be a PIL image when inpainting mask crop, but is of type {type(image)}."
+            )
         if not isinstance(mask_image, PIL.Image.Image):
             raise ValueError(
                 f"The mask image should be a PIL image when inpainting mask crop, but is of type {type(mask_image)}."
