@@ -1,5 +1,6 @@
 """Ours vs diffusers, side by side in one run on one machine: the guide's SDXL refiner, Kandinsky 2.2,
-ControlNet (SD 1.5 with a depth ControlNet) image-to-image calls and its x4 upscaler, end to end.
+ControlNet (SD 1.5 with a depth ControlNet) image-to-image calls, its x4 upscaler and the tutorial's SD 1.5
+inpainting call, end to end.
 
 ``--size full`` builds random-weight checkpoints with the real models' sizes (speed does not depend on weight
 values): the SDXL refiner (UNet 384/768/1536/1536 with 4 transformer layers, OpenCLIP bigG text encoder, SDXL
@@ -12,6 +13,7 @@ memory, medians of ``--runs`` after a warm-up, with ours/diffusers ratios and th
     python bench/bench_guide_models.py --model kandinsky22 --size full --device cuda    # the combined defaults
     python bench/bench_guide_models.py --model controlnet --size full --device cuda     # 512x512, the guide's call
     python bench/bench_guide_models.py --model x4_upscaler --size full --device cuda    # 128x128 -> 512x512, 75 steps
+    python bench/bench_guide_models.py --model inpaint --size full --device cuda        # 512x512, 50 steps
     python bench/bench_guide_models.py --model kandinsky22 --size tiny --device cpu
 
 ``--size full`` for ControlNet is SD 1.5 (diffusers' default UNet, CLIP ViT-L text encoder, the SD VAE) with a
@@ -140,29 +142,41 @@ def _clip_l_and_tokenizer(transformers, folder, hidden=768, layers=12, heads=12,
     return text_encoder, transformers.CLIPTokenizer.from_pretrained(os.path.join(folder, "tok"))
 
 
-def build_controlnet(folder, dtype):
-    """SD 1.5's sizes and a ControlNet made from its UNet (zero convolutions given weights, as trained)."""
+def build_sd15(folder, dtype, in_channels=4):
+    """SD 1.5's sizes (diffusers' default UNet, CLIP ViT-L, the SD VAE); 9 UNet input channels make
+    runwayml/stable-diffusion-inpainting's shape. Returns the path and the UNet."""
     import diffusers
     import transformers
 
     torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+    unet = diffusers.UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8,
+                                          in_channels=in_channels)
     vae = diffusers.AutoencoderKL(
         block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4, sample_size=512)
     text_encoder, tokenizer = _clip_l_and_tokenizer(transformers, folder)
     scheduler = diffusers.PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                         skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+    inpainting = in_channels == 9
+    pipeline_class = diffusers.StableDiffusionInpaintPipeline if inpainting else diffusers.StableDiffusionPipeline
+    path = os.path.join(folder, "sd15")
+    pipeline_class(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                   safety_checker=None, feature_extractor=None,
+                   requires_safety_checker=False).to(dtype).save_pretrained(path)
+    return path, unet
+
+
+def build_controlnet(folder, dtype):
+    """SD 1.5's sizes and a ControlNet made from its UNet (zero convolutions given weights, as trained)."""
+    import diffusers
+
+    path, unet = build_sd15(folder, dtype)
     controlnet = diffusers.ControlNetModel.from_unet(unet)
     with torch.no_grad():
         for name, parameter in controlnet.named_parameters():
             zero_initialised = ("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")
             if name.startswith(zero_initialised):
                 parameter.normal_(0.0, 0.02)
-    path = os.path.join(folder, "sd15")
-    diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                      scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                      requires_safety_checker=False).to(dtype).save_pretrained(path)
     controlnet.to(dtype).save_pretrained(os.path.join(folder, "controlnet"))
     return path
 
@@ -199,8 +213,11 @@ def build(folder, model, size, dtype):
 
     if size == "full":
         builders = {"sdxl_refiner": build_sdxl_refiner, "kandinsky22": build_kandinsky22,
-                    "controlnet": build_controlnet, "x4_upscaler": build_x4_upscaler}
+                    "controlnet": build_controlnet, "x4_upscaler": build_x4_upscaler,
+                    "inpaint": lambda f, d: build_sd15(f, d, in_channels=9)[0]}
         return builders[model](folder, dtype)
+    if model == "inpaint":
+        return testing_utils.make_tiny_sd_checkpoint(folder, unet_in_channels=9)
     if model == "sdxl_refiner":
         return testing_utils.make_tiny_sdxl_checkpoint(folder, kind="refiner")
     if model == "controlnet":
@@ -213,10 +230,12 @@ def build(folder, model, size, dtype):
 
 
 def load(library, model, path, dtype):
-    """The guide's way to load each model: AutoPipelineForImage2Image (with controlnet= for ControlNet), and
-    StableDiffusionUpscalePipeline for the upscaler."""
+    """The seeds' way to load each model: AutoPipelineForImage2Image (with controlnet= for ControlNet),
+    AutoPipelineForInpainting for inpainting and StableDiffusionUpscalePipeline for the upscaler."""
     if model == "x4_upscaler":
         return library.StableDiffusionUpscalePipeline.from_pretrained(path, torch_dtype=dtype)
+    if model == "inpaint":
+        return library.AutoPipelineForInpainting.from_pretrained(path, torch_dtype=dtype)
     kwargs = {}
     if model == "controlnet":
         folder = os.path.join(os.path.dirname(path), "controlnet")
@@ -247,7 +266,8 @@ def measure(name, pipe, device, call, runs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["sdxl_refiner", "kandinsky22", "controlnet", "x4_upscaler"], required=True)
+    parser.add_argument("--model", choices=["sdxl_refiner", "kandinsky22", "controlnet", "x4_upscaler", "inpaint"],
+                        required=True)
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
@@ -283,6 +303,16 @@ def main():
         def call(pipe):
             return pipe(prompt, image=init_image, control_image=depth_image, num_inference_steps=steps,
                         generator=torch.Generator().manual_seed(0)).images[0]
+    elif args.model == "inpaint":
+        steps = args.steps or 50
+        label = f"SD 1.5 inpainting (9-channel UNet) {side}x{side}, {steps} steps, guidance 7.5"
+        mask = np.zeros((side, side), np.uint8)
+        mask[side // 4:3 * side // 4, side // 8:side // 2] = 255
+        mask_image = PIL.Image.fromarray(mask)
+
+        def call(pipe):
+            return pipe(prompt, image=init_image, mask_image=mask_image, height=side, width=side,
+                        num_inference_steps=steps, generator=torch.Generator().manual_seed(0)).images[0]
     elif args.model == "x4_upscaler":
         steps = args.steps or 75
         low_res = init_image.resize((side // 4, side // 4))

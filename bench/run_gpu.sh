@@ -10,7 +10,7 @@
 #   .venv/bin/pip download pytest pluggy iniconfig --no-deps --only-binary=:all: --python-version 3.12 -d .whl
 #   device run: bash bench/run_gpu.sh [PHASE...]      carry: [".whl", "tests/data"]
 # Phases (default: all, in this order): build tests kernels sd15 sdxl sdxl_refiner kandinsky controlnet
-# x4_upscaler
+# x4_upscaler inpaint
 # All of them take longer than one call's 10 minutes. With a 15-minute device budget, run the most
 # telling first, each call warm on the last: `build tests` (the build and GPU parity, ~8 min), then
 # `sd15` (issue 4's and 5's SD 1.5 tables; the build persists while the machine stays warm), then
@@ -19,7 +19,7 @@ set -uo pipefail
 OUT="${OUT:-out}"
 mkdir -p "$OUT"
 PHASES=("$@")
-[ ${#PHASES[@]} -eq 0 ] && PHASES=(build tests kernels sd15 sdxl sdxl_refiner kandinsky controlnet x4_upscaler)
+[ ${#PHASES[@]} -eq 0 ] && PHASES=(build tests kernels sd15 sdxl sdxl_refiner kandinsky controlnet x4_upscaler inpaint)
 has() { local p; for p in "${PHASES[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 # Each phase gets a wall-clock cap so one hang cannot eat the session's device time.
 phase() { local name=$1 limit=$2; shift 2; echo "== $name (limit ${limit}s)"; local t0=$SECONDS
@@ -54,4 +54,5 @@ has kandinsky && phase bench_kandinsky22 600 python bench/bench_guide_models.py 
 has controlnet && phase bench_controlnet 600 python bench/bench_guide_models.py --model controlnet --size full --device cuda
 has x4_upscaler && phase bench_x4_upscaler 600 python bench/bench_guide_models.py --model x4_upscaler --size full \
   --device cuda
+has inpaint && phase bench_inpaint 600 python bench/bench_guide_models.py --model inpaint --size full --device cuda
 exit 0

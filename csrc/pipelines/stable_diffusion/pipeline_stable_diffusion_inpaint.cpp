@@ -79,26 +79,25 @@ void StableDiffusionInpaintPipeline::check_unet_channels(const MaskLatents& m) c
   }
 }
 
-PipelineResult StableDiffusionInpaintPipeline::run(const StableDiffusionInpaintRequest& r) {
-  c10::NoGradGuard no_grad;
+StableDiffusionInpaintPipeline::PreparedInpainting StableDiffusionInpaintPipeline::prepare_inpainting(
+    const StableDiffusionInpaintRequest& r, bool counts_steps) {
   check_image_and_mask(r);
   const c10::Device device = execution_device();
-  const bool cfg = does_classifier_free_guidance(r.guidance_scale);
   // 3. Encode input prompt
-  PreparedCall call = encode_prompt_tensors(r);
+  PreparedInpainting prepared{encode_prompt_tensors(r), {}};
+  PreparedCall& call = prepared.call;
   const at::ScalarType dtype = call.tensors["prompt_embeds"].scalar_type();
   // 4. set timesteps, then cut the schedule by strength
   const int64_t num_steps = retrieve_timesteps(*scheduler_, r.num_inference_steps, device, r.timesteps, r.sigmas);
   call.window = get_timesteps(*scheduler_, num_steps, r.strength, std::nullopt);
-  check_steps_after_strength(call.window, r.strength, /*count_steps=*/true);
+  check_steps_after_strength(call.window, r.strength, counts_steps);
   const at::Tensor latent_timestep = call.window.timesteps.narrow(0, 0, 1).repeat({call.batch_size});
-  const bool blends_after_step = unet_->config().in_channels == 4;
 
   // 6. Prepare latent variables
   use_component("vae");
-  const InpaintLatents latents = prepare_latents(r, latent_timestep, call.batch_size, dtype,
-                                                 /*is_strength_max=*/r.strength == 1.0, blends_after_step);
-  call.tensors["latents"] = latents.latents;
+  prepared.latents = prepare_latents(r, latent_timestep, call.batch_size, dtype, /*is_strength_max=*/r.strength == 1.0,
+                                     /*return_image_latents=*/unet_->config().in_channels == 4);
+  call.tensors["latents"] = prepared.latents.latents;
 
   // 7. Prepare mask latent variables: masked pixels are 0, mid-grey in [-1, 1].
   if (!r.masked_image_latents.defined() && (r.image.size(2) != r.height || r.image.size(3) != r.width)) {
@@ -109,20 +108,34 @@ PipelineResult StableDiffusionInpaintPipeline::run(const StableDiffusionInpaintR
   const at::Tensor masked_image = r.masked_image_latents.defined()
                                       ? r.masked_image_latents
                                       : r.image.to(device) * (r.mask_image.to(device) < 0.5);
-  const MaskLatents mask = prepare_mask_latents(*vae_, r.mask_image, masked_image, call.batch_size, r.height, r.width,
-                                                dtype, device, r.generators, cfg, false);
+  const MaskLatents mask =
+      prepare_mask_latents(*vae_, r.mask_image, masked_image, call.batch_size, r.height, r.width, dtype, device,
+                           r.generators, does_classifier_free_guidance(r.guidance_scale), false);
   // 8. Check that sizes of mask, masked image and latents match
   check_unet_channels(mask);
   call.tensors["mask"] = mask.mask;
   call.tensors["masked_image_latents"] = mask.masked_image_latents;
+  return prepared;
+}
 
-  // 11. Denoising loop: the 9-channel UNet's input is [latents, mask, masked_image_latents].
-  if (!blends_after_step) {
+PipelineResult StableDiffusionInpaintPipeline::denoise_inpainting(const StableDiffusionInpaintRequest& r,
+                                                                  PreparedInpainting prepared,
+                                                                  std::vector<const LoopInput*> inputs) {
+  // The 9-channel UNet's input is [latents, mask, masked_image_latents].
+  if (unet_->config().in_channels == 9) {
     const ConcatenatedChannels mask_channels("mask"), masked_image_channels("masked_image_latents");
-    return denoise(r, std::move(call), {&mask_channels, &masked_image_channels});
+    inputs.push_back(&mask_channels);
+    inputs.push_back(&masked_image_channels);
+    return denoise(r, std::move(prepared.call), inputs);
   }
-  const InpaintMaskBlend blend(latents.image_latents, latents.noise, call.window.timesteps.cpu(), cfg);
-  return denoise(r, std::move(call), {}, {&blend});
+  const InpaintMaskBlend blend(prepared.latents.image_latents, prepared.latents.noise,
+                               prepared.call.window.timesteps.cpu(), does_classifier_free_guidance(r.guidance_scale));
+  return denoise(r, std::move(prepared.call), inputs, {&blend});
+}
+
+PipelineResult StableDiffusionInpaintPipeline::run(const StableDiffusionInpaintRequest& r) {
+  c10::NoGradGuard no_grad;
+  return denoise_inpainting(r, prepare_inpainting(r, /*counts_steps=*/true));
 }
 
 }  // namespace nd

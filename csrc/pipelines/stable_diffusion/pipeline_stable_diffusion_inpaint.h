@@ -28,13 +28,27 @@ class StableDiffusionInpaintPipeline : public StableDiffusionPipeline {
   // Returns latents (output_latents) or the decoded images in [-1, 1] ([B, 3, H, W]).
   PipelineResult run(const StableDiffusionInpaintRequest& request);
 
- private:
+ protected:
   struct InpaintLatents {
     at::Tensor latents;        // the loop's start
     at::Tensor noise;          // the initial noise (the 4-channel blend re-noises with it)
     at::Tensor image_latents;  // the clean image latents; only for a 4-channel UNet or strength < 1
   };
+  struct PreparedInpainting {
+    PreparedCall call;  // its tensors hold "mask" and "masked_image_latents" besides the prompt's
+    InpaintLatents latents;
+  };
 
+  // Steps 3.-8.: the prompt, the schedule cut by strength, the latents and the mask latents.
+  // `counts_steps`: the strength cut is refused by its step count (diffusers' SD inpainting) rather
+  // than only when no timestep is left.
+  PreparedInpainting prepare_inpainting(const StableDiffusionInpaintRequest& r, bool counts_steps);
+  // The denoising loop with `inputs` and the mask (the 9-channel UNet's channels after them, or the
+  // 4-channel blend), then the decode.
+  PipelineResult denoise_inpainting(const StableDiffusionInpaintRequest& r, PreparedInpainting prepared,
+                                    std::vector<const LoopInput*> inputs = {});
+
+ private:
   // The image's encode and the mask's run between the prompt and the UNet.
   std::string component_after_prompt() const override { return "vae"; }
   InpaintLatents prepare_latents(const StableDiffusionInpaintRequest& r, const at::Tensor& timestep,

@@ -1,2 +1,3 @@
 from .pipeline_controlnet import StableDiffusionControlNetPipeline
 from .pipeline_controlnet_img2img import StableDiffusionControlNetImg2ImgPipeline
+from .pipeline_controlnet_inpaint import StableDiffusionControlNetInpaintPipeline
