@@ -7,12 +7,14 @@
 #include "offload/sequential_offload.h"
 #include "pipelines/controlnet/pipeline_controlnet.h"
 #include "pipelines/controlnet/pipeline_controlnet_img2img.h"
+#include "pipelines/controlnet/pipeline_controlnet_inpaint.h"
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_img2img.h"
+#include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_inpainting.h"
 #include "pipelines/kandinsky2_2/pipeline_kandinsky2_2_prior.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_img2img.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_inpaint.h"
 #include "pipelines/stable_diffusion/pipeline_stable_diffusion_upscale.h"
-#include "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_img2img.h"
+#include "pipelines/stable_diffusion_xl/pipeline_stable_diffusion_xl_inpaint.h"
 
 namespace py = pybind11;
 
@@ -139,6 +141,22 @@ void bind_stable_diffusion_xl(py::module_& m) {
            py::arg("requires_aesthetics_score"))
       .def("run", &StableDiffusionXLImg2ImgPipeline::run, py::arg("request"),
            py::call_guard<py::gil_scoped_release>());
+
+  py::class_<StableDiffusionXLInpaintRequest, StableDiffusionXLRequest> inpaint_request(
+      m, "StableDiffusionXLInpaintRequest");
+  inpaint_request.def(py::init<>())
+      .def_readwrite("mask_image", &StableDiffusionXLInpaintRequest::mask_image)
+      .def_readwrite("masked_image_latents", &StableDiffusionXLInpaintRequest::masked_image_latents);
+  py::class_<StableDiffusionXLInpaintPipeline, StableDiffusionXLImg2ImgPipeline,
+             std::shared_ptr<StableDiffusionXLInpaintPipeline>>(m, "StableDiffusionXLInpaintPipeline")
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>, std::shared_ptr<CLIPTokenizer>,
+                    std::shared_ptr<CLIPTextModel>, std::shared_ptr<UNet2DConditionModel>,
+                    std::shared_ptr<AutoencoderKL>, std::shared_ptr<Scheduler>, bool, bool>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("tokenizer_2"), py::arg("text_encoder_2"),
+           py::arg("unet"), py::arg("vae"), py::arg("scheduler"), py::arg("force_zeros_for_empty_prompt"),
+           py::arg("requires_aesthetics_score"))
+      .def("run", &StableDiffusionXLInpaintPipeline::run, py::arg("request"),
+           py::call_guard<py::gil_scoped_release>());
 }
 
 void bind_kandinsky(py::module_& m) {
@@ -160,6 +178,28 @@ void bind_kandinsky(py::module_& m) {
       .def(py::init<std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<Scheduler>, std::shared_ptr<VQModel>>(),
            py::arg("unet"), py::arg("scheduler"), py::arg("movq"))
       .def("run", &KandinskyV22Img2ImgPipeline::run, py::arg("request"), py::call_guard<py::gil_scoped_release>());
+
+  using IR = KandinskyV22InpaintRequest;
+  py::class_<IR, LoopOptions>(m, "KandinskyV22InpaintRequest")
+      .def(py::init<>())
+      .def_readwrite("image_embeds", &IR::image_embeds)
+      .def_readwrite("negative_image_embeds", &IR::negative_image_embeds)
+      .def_readwrite("image", &IR::image)
+      .def_readwrite("mask_image", &IR::mask_image)
+      .def_readwrite("latents", &IR::latents)
+      .def_readwrite("height", &IR::height)
+      .def_readwrite("width", &IR::width)
+      .def_readwrite("num_inference_steps", &IR::num_inference_steps)
+      .def_readwrite("guidance_scale", &IR::guidance_scale)
+      .def_readwrite("num_images_per_prompt", &IR::num_images_per_prompt)
+      .def_readwrite("output_latents", &IR::output_latents);
+
+  py::class_<KandinskyV22InpaintPipeline, std::shared_ptr<KandinskyV22InpaintPipeline>> inpaint(
+      m, "KandinskyV22InpaintPipeline");
+  def_model_cpu_offload(inpaint)
+      .def(py::init<std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<Scheduler>, std::shared_ptr<VQModel>>(),
+           py::arg("unet"), py::arg("scheduler"), py::arg("movq"))
+      .def("run", &KandinskyV22InpaintPipeline::run, py::arg("request"), py::call_guard<py::gil_scoped_release>());
 }
 
 void bind_kandinsky_prior(py::module_& m) {
@@ -264,6 +304,9 @@ void bind_controlnet(py::module_& m) {
   py::class_<StableDiffusionControlNetImg2ImgRequest, StableDiffusionImg2ImgRequest> img2img_request(
       m, "StableDiffusionControlNetImg2ImgRequest");
   def_controlnet_request_fields(img2img_request);
+  py::class_<StableDiffusionControlNetInpaintRequest, StableDiffusionInpaintRequest> inpaint_request(
+      m, "StableDiffusionControlNetInpaintRequest");
+  def_controlnet_request_fields(inpaint_request);
 
   py::class_<StableDiffusionControlNetPipeline, std::shared_ptr<StableDiffusionControlNetPipeline>> text2img(
       m, "StableDiffusionControlNetPipeline");
@@ -285,6 +328,17 @@ void bind_controlnet(py::module_& m) {
            py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("controlnet"), py::arg("vae"),
            py::arg("scheduler"))
       .def("run", &StableDiffusionControlNetImg2ImgPipeline::run, py::arg("request"),
+           py::call_guard<py::gil_scoped_release>());
+
+  py::class_<StableDiffusionControlNetInpaintPipeline, std::shared_ptr<StableDiffusionControlNetInpaintPipeline>>
+      inpaint(m, "StableDiffusionControlNetInpaintPipeline");
+  def_model_cpu_offload(inpaint)
+      .def(py::init<std::shared_ptr<CLIPTokenizer>, std::shared_ptr<CLIPTextModel>,
+                    std::shared_ptr<UNet2DConditionModel>, std::shared_ptr<ControlNetModel>,
+                    std::shared_ptr<AutoencoderKL>, std::shared_ptr<Scheduler>>(),
+           py::arg("tokenizer"), py::arg("text_encoder"), py::arg("unet"), py::arg("controlnet"), py::arg("vae"),
+           py::arg("scheduler"))
+      .def("run", &StableDiffusionControlNetInpaintPipeline::run, py::arg("request"),
            py::call_guard<py::gil_scoped_release>());
 }
 

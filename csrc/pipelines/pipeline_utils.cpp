@@ -235,10 +235,6 @@ MaskLatents prepare_mask_latents(AutoencoderKL& vae, const at::Tensor& mask_in, 
   // before converting to dtype (nearest interpolation of the binarised mask).
   const int64_t factor = vae.config().scale_factor();
   at::Tensor mask = at::upsample_nearest2d(mask_in.to(device), {height / factor, width / factor}).to(dtype);
-  const at::Tensor masked_image = masked_image_in.to(device, dtype);
-  at::Tensor masked_image_latents = masked_image.size(1) == vae.config().latent_channels
-                                        ? masked_image
-                                        : encode_vae_image(vae, masked_image, generators, force_upcast);
   const std::string total = std::to_string(batch_size);
   mask = repeat_to_batch(
       mask, batch_size,
@@ -246,17 +242,39 @@ MaskLatents prepare_mask_latents(AutoencoderKL& vae, const at::Tensor& mask_in, 
       "size of " + total + ", but " + std::to_string(mask.size(0)) +
           " masks were passed. Make sure the number of masks that you pass is divisible by the total requested batch "
           "size.");
+  if (do_classifier_free_guidance) mask = at::cat({mask, mask}, 0);
+  // Ref: diffusers SDXL: a latent image cannot be masked, and then there is no masked image.
+  if (!masked_image_in.defined()) return {mask, at::Tensor()};
+  const at::Tensor masked_image = masked_image_in.to(device, dtype);
+  at::Tensor masked_image_latents = masked_image.size(1) == vae.config().latent_channels
+                                        ? masked_image
+                                        : encode_vae_image(vae, masked_image, generators, force_upcast);
   masked_image_latents = repeat_to_batch(
       masked_image_latents, batch_size,
       "The passed images and the required batch size don't match. Images are supposed to be duplicated to a total "
       "batch size of " + total + ", but " + std::to_string(masked_image_latents.size(0)) +
           " images were passed. Make sure the number of images that you pass is divisible by the total requested "
           "batch size.");
-  if (do_classifier_free_guidance) {
-    mask = at::cat({mask, mask}, 0);
-    masked_image_latents = at::cat({masked_image_latents, masked_image_latents}, 0);
-  }
+  if (do_classifier_free_guidance) masked_image_latents = at::cat({masked_image_latents, masked_image_latents}, 0);
   return {mask, masked_image_latents.to(device, dtype)};
+}
+
+void check_inpainting_unet_channels(int64_t in_channels, int64_t latents, const MaskLatents& m) {
+  if (in_channels == 4) return;
+  if (in_channels != 9) {
+    throw ValueError("The unet UNet2DConditionModel should have either 4 or 9 input channels, not " +
+                     std::to_string(in_channels) + ".");
+  }
+  const int64_t mask = m.mask.size(1);
+  const int64_t masked = m.masked_image_latents.defined() ? m.masked_image_latents.size(1) : 0;
+  if (latents + mask + masked != in_channels) {
+    throw ValueError("Incorrect configuration settings! The config of `pipeline.unet` expects " +
+                     std::to_string(in_channels) + " but received `num_channels_latents`: " + std::to_string(latents) +
+                     " + `num_channels_mask`: " + std::to_string(mask) +
+                     " + `num_channels_masked_image`: " + std::to_string(masked) + " = " +
+                     std::to_string(latents + mask + masked) +
+                     ". Please verify the config of `pipeline.unet` or your `mask_image` or `image` input.");
+  }
 }
 
 void check_steps_after_strength(const TimestepWindow& window, double strength, bool count_steps) {

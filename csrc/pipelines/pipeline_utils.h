@@ -114,11 +114,16 @@ struct MaskLatents {
 
 // Ref: diffusers StableDiffusionInpaintPipeline.prepare_mask_latents: `mask` ([N, 1, H, W], the
 // mask processor's output) reaches latent size by nearest interpolation; `masked_image` is
-// VAE-encoded with the generators unless it already has the VAE's latent channels.
+// VAE-encoded with the generators unless it already has the VAE's latent channels; an undefined
+// `masked_image` (SDXL's latent image) gives undefined masked_image_latents.
 MaskLatents prepare_mask_latents(AutoencoderKL& vae, const at::Tensor& mask, const at::Tensor& masked_image,
                                  int64_t batch_size, int64_t height, int64_t width, at::ScalarType dtype,
                                  c10::Device device, const std::vector<at::Generator>& generators,
                                  bool do_classifier_free_guidance, bool force_upcast);
+
+// Ref: diffusers' inpainting pipelines, step 8: a UNet has 4 input channels, or 9 that the
+// latents, the mask and the masked image's latents fill.
+void check_inpainting_unet_channels(int64_t in_channels, int64_t latent_channels, const MaskLatents& mask_latents);
 
 // Ref: the check after get_timesteps in diffusers' image-to-image and inpainting pipelines: the
 // strength cut left no timestep to run. The inpainting pipelines check the step count instead

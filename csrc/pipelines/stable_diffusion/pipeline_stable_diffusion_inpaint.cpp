@@ -60,25 +60,6 @@ StableDiffusionInpaintPipeline::InpaintLatents StableDiffusionInpaintPipeline::p
   return out;
 }
 
-void StableDiffusionInpaintPipeline::check_unet_channels(const MaskLatents& m) const {
-  const int64_t in_channels = unet_->config().in_channels;
-  if (in_channels == 4) return;
-  if (in_channels != 9) {
-    throw ValueError("The unet UNet2DConditionModel should have either 4 or 9 input channels, not " +
-                     std::to_string(in_channels) + ".");
-  }
-  const int64_t latents = vae_->config().latent_channels;
-  const int64_t mask = m.mask.size(1), masked = m.masked_image_latents.size(1);
-  if (latents + mask + masked != in_channels) {
-    throw ValueError("Incorrect configuration settings! The config of `pipeline.unet` expects " +
-                     std::to_string(in_channels) + " but received `num_channels_latents`: " + std::to_string(latents) +
-                     " + `num_channels_mask`: " + std::to_string(mask) +
-                     " + `num_channels_masked_image`: " + std::to_string(masked) + " = " +
-                     std::to_string(latents + mask + masked) +
-                     ". Please verify the config of `pipeline.unet` or your `mask_image` or `image` input.");
-  }
-}
-
 StableDiffusionInpaintPipeline::PreparedInpainting StableDiffusionInpaintPipeline::prepare_inpainting(
     const StableDiffusionInpaintRequest& r, bool counts_steps) {
   check_image_and_mask(r);
@@ -112,7 +93,7 @@ StableDiffusionInpaintPipeline::PreparedInpainting StableDiffusionInpaintPipelin
       prepare_mask_latents(*vae_, r.mask_image, masked_image, call.batch_size, r.height, r.width, dtype, device,
                            r.generators, does_classifier_free_guidance(r.guidance_scale), false);
   // 8. Check that sizes of mask, masked image and latents match
-  check_unet_channels(mask);
+  check_inpainting_unet_channels(unet_->config().in_channels, vae_->config().latent_channels, mask);
   call.tensors["mask"] = mask.mask;
   call.tensors["masked_image_latents"] = mask.masked_image_latents;
   return prepared;

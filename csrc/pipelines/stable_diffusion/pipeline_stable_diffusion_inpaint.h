@@ -54,7 +54,6 @@ class StableDiffusionInpaintPipeline : public StableDiffusionPipeline {
   InpaintLatents prepare_latents(const StableDiffusionInpaintRequest& r, const at::Tensor& timestep,
                                  int64_t batch_size, at::ScalarType dtype, bool is_strength_max,
                                  bool return_image_latents);
-  void check_unet_channels(const MaskLatents& mask_latents) const;
 };
 
 }  // namespace nd

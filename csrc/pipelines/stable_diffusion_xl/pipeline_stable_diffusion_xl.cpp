@@ -160,21 +160,28 @@ at::Tensor StableDiffusionXLPipeline::add_time_ids_tensor(const std::vector<doub
   return at::tensor(values, at::TensorOptions().dtype(at::kDouble)).to(dtype).reshape({1, -1});
 }
 
+TimestepWindow StableDiffusionXLPipeline::apply_denoising_end(const StableDiffusionXLRequest& r,
+                                                              TimestepWindow window) const {
+  return r.denoising_end ? cut_at_denoising_end(window, *scheduler_, *r.denoising_end) : window;
+}
+
 PipelineResult StableDiffusionXLPipeline::denoise(const StableDiffusionXLRequest& r, at::Tensor latents,
-                                                  Conditioning cond, TimestepWindow window) {
+                                                  Conditioning cond, TimestepWindow window, StepTensors tensors,
+                                                  std::vector<const LoopInput*> inputs,
+                                                  const std::vector<const AfterStepHook*>& after_step) {
   const c10::Device device = execution_device();
-  // 8.1 Apply denoising_end
-  if (r.denoising_end) window = cut_at_denoising_end(window, *scheduler_, *r.denoising_end);
-  StepTensors tensors{{"latents", std::move(latents)},
-                      {"prompt_embeds", cond.prompt_embeds.to(device)},
-                      {"add_text_embeds", cond.add_text_embeds.to(device)},
-                      {"add_time_ids", cond.add_time_ids.to(device)}};
+  tensors["latents"] = std::move(latents);
+  tensors["prompt_embeds"] = cond.prompt_embeds.to(device);
+  tensors["add_text_embeds"] = cond.add_text_embeds.to(device);
+  tensors["add_time_ids"] = cond.add_time_ids.to(device);
   const std::unique_ptr<Guider> guider = classifier_free_guidance_or_none(r.guidance_scale, r.guidance_rescale);
   const AddedConditions text_time = AddedConditions::text_time();
-  UNetDenoiser denoiser(*unet_, "prompt_embeds", {&text_time});
+  inputs.insert(inputs.begin(), &text_time);
+  UNetDenoiser denoiser(*unet_, "prompt_embeds", inputs);
   // 9. Denoising loop
-  const DenoisingLoopResult loop = run_denoising_loop(
-      loop_spec(r, std::move(window), *scheduler_, denoiser, *guider, offload_.get()), std::move(tensors));
+  DenoisingLoopSpec spec = loop_spec(r, std::move(window), *scheduler_, denoiser, *guider, offload_.get());
+  spec.after_step = after_step;
+  const DenoisingLoopResult loop = run_denoising_loop(spec, std::move(tensors));
   PipelineResult result{loop.latents, loop.num_timesteps};
   if (!r.output_latents) {
     use_component("vae");
@@ -245,7 +252,8 @@ PipelineResult StableDiffusionXLPipeline::run(const StableDiffusionXLRequest& r)
   cond.add_time_ids = cond.add_time_ids.repeat({batch, 1});
 
   // 8. Denoising loop, then the decode
-  return denoise(r, latents, cond, full_schedule(*scheduler_, num_steps));
+  // 8.1 Apply denoising_end
+  return denoise(r, latents, cond, apply_denoising_end(r, full_schedule(*scheduler_, num_steps)));
 }
 
 }  // namespace nd

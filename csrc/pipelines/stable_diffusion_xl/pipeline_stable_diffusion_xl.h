@@ -18,6 +18,7 @@
 #include "models/unets/unet_2d_condition.h"
 #include "offload/model_offload.h"
 #include "pipelines/denoising_loop.h"
+#include "pipelines/loop_inputs/loop_input.h"
 #include "pipelines/pipeline_utils.h"
 #include "schedulers/scheduling_utils.h"
 #include "tokenizers/clip_tokenizer.h"
@@ -98,10 +99,16 @@ class StableDiffusionXLPipeline : public ModelOffloadSupport {
   at::Tensor add_time_ids_tensor(const std::vector<double>& ids, int64_t text_encoder_projection_dim,
                                  at::ScalarType dtype, const std::string& hint) const;
   int64_t text_encoder_projection_dim(const SDXLPromptEmbeds& embeds) const;
-  // The denoising loop of both pipelines over `window` (cut at denoising_end), then the decode:
-  // callback tensors are SDXL's (latents, prompt_embeds, add_text_embeds, add_time_ids, ...).
+  // Ref: diffusers 8.1 "Apply denoising_end": the window cut at the request's denoising_end.
+  TimestepWindow apply_denoising_end(const StableDiffusionXLRequest& r, TimestepWindow window) const;
+  // The denoising loop of every SDXL pipeline over `window` (already cut at denoising_end), the
+  // UNet called with its added conditions and `inputs`, the latents rewritten by `after_step`, then
+  // the decode. Callback tensors are SDXL's (latents, prompt_embeds, add_text_embeds,
+  // add_time_ids) and `extra_tensors` (inpainting's mask).
   PipelineResult denoise(const StableDiffusionXLRequest& r, at::Tensor latents, Conditioning cond,
-                         TimestepWindow window);
+                         TimestepWindow window, StepTensors extra_tensors = {},
+                         std::vector<const LoopInput*> inputs = {},
+                         const std::vector<const AfterStepHook*>& after_step = {});
   c10::Device execution_device() const { return offload_ ? offload_->execution_device() : unet_->device(); }
 
   // What the pipeline runs once the prompt is encoded: its text encoder's weights hand over to it.

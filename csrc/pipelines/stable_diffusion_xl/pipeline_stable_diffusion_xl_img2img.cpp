@@ -84,6 +84,15 @@ PipelineResult StableDiffusionXLImg2ImgPipeline::run(const StableDiffusionXLRequ
   }
 
   // 8. Prepare added time ids & embeddings
+  Conditioning cond = image_conditioning(r, embeds, latents, cfg);
+  // 9. Denoising loop (8.1: cut at denoising_end), then the decode
+  return denoise(r, latents, std::move(cond), apply_denoising_end(r, window));
+}
+
+StableDiffusionXLPipeline::Conditioning StableDiffusionXLImg2ImgPipeline::image_conditioning(
+    const StableDiffusionXLRequest& r, const SDXLPromptEmbeds& embeds, const at::Tensor& latents, bool cfg) const {
+  const int64_t batch = embeds.prompt_embeds.size(0);
+  const at::ScalarType dtype = embeds.prompt_embeds.scalar_type();
   const int64_t vsf = vae_scale_factor();
   const ImageSize size{static_cast<double>(latents.size(-2) * vsf), static_cast<double>(latents.size(-1) * vsf)};
   const ImageSize original = r.original_size.value_or(size);
@@ -100,9 +109,7 @@ PipelineResult StableDiffusionXLImg2ImgPipeline::run(const StableDiffusionXLRequ
     cond.add_text_embeds = at::cat({embeds.negative_pooled_prompt_embeds, embeds.pooled_prompt_embeds}, 0);
     cond.add_time_ids = at::cat({add_neg_time_ids.repeat({batch, 1}), cond.add_time_ids}, 0);
   }
-
-  // 9. Denoising loop, then the decode
-  return denoise(r, latents, cond, window);
+  return cond;
 }
 
 }  // namespace nd

@@ -21,6 +21,13 @@ class StableDiffusionXLImg2ImgPipeline : public StableDiffusionXLPipeline {
   // Returns latents (output_latents) or the decoded images in [-1, 1].
   PipelineResult run(const StableDiffusionXLRequest& request);
 
+ protected:
+  // Step 8. of image-to-image and inpainting: the prompt's embeddings with the added time ids of
+  // `latents`' size (aesthetic scores with requires_aesthetics_score), [negative; positive] under
+  // guidance.
+  Conditioning image_conditioning(const StableDiffusionXLRequest& r, const SDXLPromptEmbeds& embeds,
+                                  const at::Tensor& latents, bool do_classifier_free_guidance) const;
+
  private:
   // The init image's encode runs between the prompt and the UNet.
   std::string component_after_prompt() const override { return "vae"; }

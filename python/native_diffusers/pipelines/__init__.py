@@ -1,9 +1,15 @@
-from .controlnet import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
+from .controlnet import (
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
+)
 from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 from .kandinsky2_2 import (
     KandinskyPriorPipelineOutput,
     KandinskyV22Img2ImgCombinedPipeline,
     KandinskyV22Img2ImgPipeline,
+    KandinskyV22InpaintCombinedPipeline,
+    KandinskyV22InpaintPipeline,
     KandinskyV22PriorPipeline,
 )
 from .pipeline_utils import DiffusionPipeline, ImagePipelineOutput
@@ -15,6 +21,7 @@ from .stable_diffusion import (
 )
 from .stable_diffusion_xl import (
     StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
     StableDiffusionXLPipelineOutput,
 )
@@ -23,7 +30,10 @@ from .stable_diffusion_xl import (
 PIPELINE_CLASSES = {
     "KandinskyV22Img2ImgCombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
     "KandinskyV22Img2ImgPipeline": KandinskyV22Img2ImgPipeline,
+    "KandinskyV22InpaintCombinedPipeline": KandinskyV22InpaintCombinedPipeline,
+    "KandinskyV22InpaintPipeline": KandinskyV22InpaintPipeline,
     "StableDiffusionControlNetImg2ImgPipeline": StableDiffusionControlNetImg2ImgPipeline,
+    "StableDiffusionControlNetInpaintPipeline": StableDiffusionControlNetInpaintPipeline,
     "StableDiffusionControlNetPipeline": StableDiffusionControlNetPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionImg2ImgPipeline,
     "StableDiffusionInpaintPipeline": StableDiffusionInpaintPipeline,
@@ -31,5 +41,6 @@ PIPELINE_CLASSES = {
     "StableDiffusionUpscalePipeline": StableDiffusionUpscalePipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLImg2ImgPipeline,
+    "StableDiffusionXLInpaintPipeline": StableDiffusionXLInpaintPipeline,
     "KandinskyV22PriorPipeline": KandinskyV22PriorPipeline,
 }

@@ -6,10 +6,18 @@ import os
 
 from ..configuration_utils import read_config_file
 from ..utils.hub_utils import resolve_model_path
-from .controlnet import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
-from .kandinsky2_2 import KandinskyV22Img2ImgCombinedPipeline
+from .controlnet import (
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
+)
+from .kandinsky2_2 import KandinskyV22Img2ImgCombinedPipeline, KandinskyV22InpaintCombinedPipeline
 from .stable_diffusion import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
-from .stable_diffusion_xl import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+from .stable_diffusion_xl import (
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
 
 # Ref: diffusers auto_pipeline.py, AUTO_IMAGE2IMAGE_PIPELINES_MAPPING and
 # AUTO_TEXT2IMAGE_PIPELINES_MAPPING, keyed here by the pipeline classes a checkpoint's
@@ -24,6 +32,8 @@ _IMAGE2IMAGE_BY_CLASS_NAME = {
     "KandinskyV22CombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
     "KandinskyV22Img2ImgPipeline": KandinskyV22Img2ImgCombinedPipeline,
     "KandinskyV22Img2ImgCombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
+    "KandinskyV22InpaintPipeline": KandinskyV22Img2ImgCombinedPipeline,
+    "KandinskyV22InpaintCombinedPipeline": KandinskyV22Img2ImgCombinedPipeline,
 }
 _TEXT2IMAGE_BY_CLASS_NAME = {
     "StableDiffusionPipeline": StableDiffusionPipeline,
@@ -33,19 +43,35 @@ _TEXT2IMAGE_BY_CLASS_NAME = {
 }
 # Ref: diffusers AUTO_INPAINT_PIPELINES_MAPPING.
 _INPAINT_BY_CLASS_NAME = {
+    # Ref: diffusers maps every SDXL pipeline, the refiner's image-to-image one included, to SDXL inpainting.
+    "StableDiffusionXLPipeline": StableDiffusionXLInpaintPipeline,
+    "StableDiffusionXLImg2ImgPipeline": StableDiffusionXLInpaintPipeline,
+    "StableDiffusionXLInpaintPipeline": StableDiffusionXLInpaintPipeline,
     "StableDiffusionPipeline": StableDiffusionInpaintPipeline,
     "StableDiffusionImg2ImgPipeline": StableDiffusionInpaintPipeline,
     "StableDiffusionInpaintPipeline": StableDiffusionInpaintPipeline,
     "StableDiffusionControlNetPipeline": StableDiffusionInpaintPipeline,
     "StableDiffusionControlNetImg2ImgPipeline": StableDiffusionInpaintPipeline,
+    "StableDiffusionControlNetInpaintPipeline": StableDiffusionInpaintPipeline,
+    # Ref: diffusers maps every Kandinsky 2.2 decoder pipeline to the combined (prior + decoder) one.
+    "KandinskyV22Pipeline": KandinskyV22InpaintCombinedPipeline,
+    "KandinskyV22CombinedPipeline": KandinskyV22InpaintCombinedPipeline,
+    "KandinskyV22Img2ImgPipeline": KandinskyV22InpaintCombinedPipeline,
+    "KandinskyV22Img2ImgCombinedPipeline": KandinskyV22InpaintCombinedPipeline,
+    "KandinskyV22InpaintPipeline": KandinskyV22InpaintCombinedPipeline,
+    "KandinskyV22InpaintCombinedPipeline": KandinskyV22InpaintCombinedPipeline,
 }
-_IMAGE2IMAGE_BY_CLASS_NAME["StableDiffusionInpaintPipeline"] = StableDiffusionImg2ImgPipeline
-_TEXT2IMAGE_BY_CLASS_NAME["StableDiffusionInpaintPipeline"] = StableDiffusionPipeline
+_IMAGE2IMAGE_BY_CLASS_NAME["StableDiffusionXLInpaintPipeline"] = StableDiffusionXLImg2ImgPipeline
+_TEXT2IMAGE_BY_CLASS_NAME["StableDiffusionXLInpaintPipeline"] = StableDiffusionXLPipeline
+for _name in ("StableDiffusionInpaintPipeline", "StableDiffusionControlNetInpaintPipeline"):
+    _IMAGE2IMAGE_BY_CLASS_NAME[_name] = StableDiffusionImg2ImgPipeline
+    _TEXT2IMAGE_BY_CLASS_NAME[_name] = StableDiffusionPipeline
 # Ref: diffusers AutoPipeline.from_pretrained/from_pipe: a `controlnet` argument (or a ControlNet
 # source pipeline) selects the family's "stable-diffusion-controlnet" pipeline for the task.
 _CONTROLNET_FAMILIES = {
     "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionControlNetPipeline",
     "StableDiffusionControlNetImg2ImgPipeline", "StableDiffusionInpaintPipeline",
+    "StableDiffusionControlNetInpaintPipeline",
 }
 _IMAGE2IMAGE_BY_CLASS_NAME.update({
     "StableDiffusionControlNetPipeline": StableDiffusionImg2ImgPipeline,
@@ -129,3 +155,4 @@ class AutoPipelineForText2Image(_AutoPipeline):
 
 class AutoPipelineForInpainting(_AutoPipeline):
     _mapping = _INPAINT_BY_CLASS_NAME
+    _controlnet_pipeline = StableDiffusionControlNetInpaintPipeline

@@ -70,7 +70,8 @@ def make_tiny_sd_checkpoint(folder: str, seed: int = 0, bpe_path: Optional[str] 
     return checkpoint
 
 
-def _tiny_sdxl_components(seed: int, with_first_encoder: bool, requires_aesthetics_score: bool, bpe_path, folder):
+def _tiny_sdxl_components(seed: int, with_first_encoder: bool, requires_aesthetics_score: bool, bpe_path, folder,
+                          unet_in_channels: int = 4):
     import diffusers
     import transformers
 
@@ -80,8 +81,9 @@ def _tiny_sdxl_components(seed: int, with_first_encoder: bool, requires_aestheti
     cross_attention_dim = 64 if with_first_encoder else 32
     num_time_ids = 5 if requires_aesthetics_score else 6
     unet = diffusers.UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=unet_in_channels,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
         addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=num_time_ids * 8 + 32, cross_attention_dim=cross_attention_dim,
@@ -116,18 +118,23 @@ def make_tiny_sdxl_checkpoint(folder: str, kind: str = "base", seed: int = 0, bp
     """An SDXL-shaped checkpoint, only narrow. ``kind="base"``: both text encoders, saved as a
     ``StableDiffusionXLPipeline`` as stabilityai/stable-diffusion-xl-base-1.0 is; ``"refiner"``: no
     first text encoder and ``requires_aesthetics_score=True``, saved as a
-    ``StableDiffusionXLImg2ImgPipeline`` as the refiner is."""
+    ``StableDiffusionXLImg2ImgPipeline`` as the refiner is; ``"inpaint"``: the base with a 9-channel
+    UNet, saved as a ``StableDiffusionXLInpaintPipeline`` as diffusers/stable-diffusion-xl-1.0-inpainting-0.1
+    is."""
     try:
         import diffusers
     except ImportError as e:  # pragma: no cover - scripts/setup.sh installs it
         raise ImportError(
             "making a random-weight checkpoint needs diffusers and transformers (scripts/setup.sh)"
         ) from e
-    if kind not in ("base", "refiner"):
-        raise ValueError(f"kind must be 'base' or 'refiner', got {kind!r}")
+    if kind not in ("base", "refiner", "inpaint"):
+        raise ValueError(f"kind must be 'base', 'refiner' or 'inpaint', got {kind!r}")
     refiner = kind == "refiner"
-    components = _tiny_sdxl_components(seed, not refiner, refiner, bpe_path, folder)
-    if refiner:
+    components = _tiny_sdxl_components(seed, not refiner, refiner, bpe_path, folder,
+                                       unet_in_channels=9 if kind == "inpaint" else 4)
+    if kind == "inpaint":
+        pipe = diffusers.StableDiffusionXLInpaintPipeline(**components, add_watermarker=False)
+    elif refiner:
         pipe = diffusers.StableDiffusionXLImg2ImgPipeline(
             **components, requires_aesthetics_score=True, force_zeros_for_empty_prompt=False, add_watermarker=False)
     else:
@@ -186,12 +193,15 @@ def make_tiny_kandinsky22_prior(folder: str, seed: int = 0, bpe_path: Optional[s
 
 
 def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Optional[str] = None,
-                                      decoder_scheduler: str = "DDPMScheduler") -> str:
+                                      decoder_scheduler: str = "DDPMScheduler", inpaint: bool = False) -> str:
     """Kandinsky 2.2-shaped prior and decoder checkpoints, narrow (diffusers' own test dummies with
     the real CLIP vocabulary), in the hub's two-repository layout: ``tiny-kandinsky-2-2-prior``
     (``KandinskyV22PriorPipeline``) and ``tiny-kandinsky-2-2-decoder`` (``KandinskyV22Pipeline``, with
     the DDPM scheduler the real decoder ships), whose README.md names the prior as the real one
-    does (``prior: [kandinsky-community/kandinsky-2-2-prior]``). Returns the decoder's path."""
+    does (``prior: [kandinsky-community/kandinsky-2-2-prior]``). Returns the decoder's path.
+    ``inpaint``: the decoder is kandinsky-2-2-decoder-inpaint's shape instead, a 9-channel UNet
+    (latents, masked image, mask) saved as ``KandinskyV22InpaintPipeline`` in
+    ``tiny-kandinsky-2-2-decoder-inpaint``."""
     try:
         import diffusers
     except ImportError as e:  # pragma: no cover - scripts/setup.sh installs both
@@ -203,7 +213,7 @@ def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Opti
     torch.manual_seed(seed + 1)
 
     unet = diffusers.UNet2DConditionModel(
-        in_channels=4, out_channels=8, addition_embed_type="image",
+        in_channels=9 if inpaint else 4, out_channels=8, addition_embed_type="image",
         down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
         mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
@@ -227,8 +237,9 @@ def make_tiny_kandinsky22_checkpoints(folder: str, seed: int = 0, bpe_path: Opti
         scheduler = diffusers.DDPMScheduler(**betas, steps_offset=1)
     else:
         scheduler = diffusers.DDIMScheduler(**betas, set_alpha_to_one=False, steps_offset=0)
-    decoder = diffusers.KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
-    decoder_path = os.path.join(folder, "tiny-kandinsky-2-2-decoder")
+    decoder_class = diffusers.KandinskyV22InpaintPipeline if inpaint else diffusers.KandinskyV22Pipeline
+    decoder = decoder_class(unet=unet, scheduler=scheduler, movq=movq)
+    decoder_path = os.path.join(folder, "tiny-kandinsky-2-2-decoder" + ("-inpaint" if inpaint else ""))
     decoder.save_pretrained(decoder_path)
     # The hub's decoder names its prior in the model card, which is where diffusers looks for it.
     with open(os.path.join(decoder_path, "README.md"), "w", encoding="utf-8") as f:

@@ -1,6 +1,7 @@
-"""diffusers' ``KandinskyV22Img2ImgCombinedPipeline``: the prior (text -> CLIP image embedding) then
-the decoder (image-to-image on those embeddings), each running its whole loop in the C++ engine.
-``AutoPipelineForImage2Image`` returns it for a Kandinsky 2.2 decoder checkpoint, loading the prior
+"""diffusers' ``KandinskyV22Img2ImgCombinedPipeline`` and ``KandinskyV22InpaintCombinedPipeline``: the
+prior (text -> CLIP image embedding) then the decoder (image-to-image or inpainting on those
+embeddings), each running its whole loop in the C++ engine. ``AutoPipelineForImage2Image`` and
+``AutoPipelineForInpainting`` return them for a Kandinsky 2.2 decoder checkpoint, loading the prior
 that the decoder's model card names, as diffusers does."""
 
 import os
@@ -14,6 +15,7 @@ from ...configuration_utils import read_config_file
 from ...utils.hub_utils import resolve_model_path
 from ..pipeline_utils import DiffusionPipeline
 from .pipeline_kandinsky2_2_img2img import KandinskyV22Img2ImgPipeline
+from .pipeline_kandinsky2_2_inpainting import KandinskyV22InpaintPipeline
 from .pipeline_kandinsky2_2_prior import KandinskyV22PriorPipeline
 
 _DECODER_COMPONENTS = ("unet", "scheduler", "movq")
@@ -52,10 +54,15 @@ def _connected_pipes(folder: str) -> dict:
     return found
 
 
-class KandinskyV22Img2ImgCombinedPipeline(DiffusionPipeline):
+class _KandinskyV22CombinedPipeline(DiffusionPipeline):
+    """What diffusers' combined Kandinsky 2.2 pipelines share: a prior pipeline and a decoder
+    pipeline (``_decoder_class``) over the same components, loaded from a decoder checkpoint and the
+    prior its model card names."""
+
     model_cpu_offload_seq = "prior_text_encoder->prior_image_encoder->unet->movq"
     _load_connected_pipes = True
     _used_components = ("prior_image_encoder",)
+    _decoder_class = None
 
     def __init__(self, unet, scheduler, movq, prior_prior, prior_image_encoder, prior_text_encoder, prior_tokenizer,
                  prior_scheduler, prior_image_processor):
@@ -67,8 +74,7 @@ class KandinskyV22Img2ImgCombinedPipeline(DiffusionPipeline):
             prior=prior_prior, image_encoder=prior_image_encoder, text_encoder=prior_text_encoder,
             tokenizer=prior_tokenizer, scheduler=prior_scheduler, image_processor=prior_image_processor,
         ))
-        object.__setattr__(self, "decoder_pipe", KandinskyV22Img2ImgPipeline(unet=unet, scheduler=scheduler,
-                                                                             movq=movq))
+        object.__setattr__(self, "decoder_pipe", self._decoder_class(unet=unet, scheduler=scheduler, movq=movq))
 
     def __setattr__(self, name, value):
         # pipe.scheduler = ... / pipe.prior_scheduler = ... reach the pipeline that runs it.
@@ -104,7 +110,7 @@ class KandinskyV22Img2ImgCombinedPipeline(DiffusionPipeline):
         prior_kwargs.update({k[len("prior_"):]: v for k, v in kwargs.items() if k.startswith("prior_")})
         decoder_kwargs = {k: v for k, v in kwargs.items() if not k.startswith("prior_")}
         prior = KandinskyV22PriorPipeline.from_pretrained(connected["prior"], **prior_kwargs)
-        decoder = KandinskyV22Img2ImgPipeline.from_pretrained(decoder_path, **decoder_kwargs)
+        decoder = cls._decoder_class.from_pretrained(decoder_path, **decoder_kwargs)
         pipeline = cls(unet=decoder.unet, scheduler=decoder.scheduler, movq=decoder.movq, prior_prior=prior.prior,
                        prior_image_encoder=prior.image_encoder, prior_text_encoder=prior.text_encoder,
                        prior_tokenizer=prior.tokenizer, prior_scheduler=prior.scheduler,
@@ -139,6 +145,10 @@ class KandinskyV22Img2ImgCombinedPipeline(DiffusionPipeline):
         super().set_progress_bar_config(**kwargs)
         self.prior_pipe.set_progress_bar_config(**kwargs)
         self.decoder_pipe.set_progress_bar_config(**kwargs)
+
+
+class KandinskyV22Img2ImgCombinedPipeline(_KandinskyV22CombinedPipeline):
+    _decoder_class = KandinskyV22Img2ImgPipeline
 
     @torch.no_grad()
     def __call__(
@@ -191,5 +201,70 @@ class KandinskyV22Img2ImgCombinedPipeline(DiffusionPipeline):
                 height=height, strength=strength, num_inference_steps=num_inference_steps, generator=generator,
                 guidance_scale=guidance_scale, output_type=output_type, return_dict=return_dict,
                 callback_on_step_end=callback_on_step_end,
+                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            )
+
+
+class KandinskyV22InpaintCombinedPipeline(_KandinskyV22CombinedPipeline):
+    _decoder_class = KandinskyV22InpaintPipeline
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: Union[str, List[str]],
+        image: Union[torch.Tensor, PIL.Image.Image, List[torch.Tensor], List[PIL.Image.Image]],
+        mask_image: Union[torch.Tensor, PIL.Image.Image, List[torch.Tensor], List[PIL.Image.Image]],
+        negative_prompt: Optional[Union[str, List[str]]] = None,
+        num_inference_steps: int = 100,
+        guidance_scale: float = 4.0,
+        num_images_per_prompt: int = 1,
+        height: int = 512,
+        width: int = 512,
+        prior_guidance_scale: float = 4.0,
+        prior_num_inference_steps: int = 25,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        latents: Optional[torch.Tensor] = None,
+        output_type: Optional[str] = "pil",
+        return_dict: bool = True,
+        prior_callback_on_step_end: Optional[Callable] = None,
+        prior_callback_on_step_end_tensor_inputs: List[str] = ["latents"],
+        callback_on_step_end: Optional[Callable] = None,
+        callback_on_step_end_tensor_inputs: List[str] = ["latents"],
+        **kwargs,
+    ):
+        if any(kwargs.get(k) is not None for k in ("prior_callback", "prior_callback_steps", "callback",
+                                                   "callback_steps")):
+            raise NotImplementedError("the deprecated `callback`/`callback_steps` (and prior_ ones) are not "
+                                      "supported; use callback_on_step_end")
+        kwargs = {k: v for k, v in kwargs.items()
+                  if k not in ("prior_callback", "prior_callback_steps", "callback", "callback_steps")}
+        if kwargs:
+            raise TypeError(f"__call__() got unexpected keyword arguments {sorted(kwargs)}")
+        # The two parts run under this pipeline's lock too (each inner pipeline also holds its own), so that
+        # concurrent calls do not interleave one's prior with another's decoder.
+        with self._engine_lock:
+            # 1. The prior: negative_prompt reaches only it, and `latents` are the prior's (as diffusers').
+            image_embeds, negative_image_embeds = self.prior_pipe(
+                prompt=prompt, negative_prompt=negative_prompt, num_images_per_prompt=num_images_per_prompt,
+                num_inference_steps=prior_num_inference_steps, generator=generator, latents=latents,
+                guidance_scale=prior_guidance_scale, output_type="pt", return_dict=False,
+                callback_on_step_end=prior_callback_on_step_end,
+                callback_on_step_end_tensor_inputs=prior_callback_on_step_end_tensor_inputs,
+            )
+            # 2. Ref: diffusers repeats a shorter image or mask list to the embeddings' batch.
+            image = [image] if isinstance(image, PIL.Image.Image) else image
+            mask_image = [mask_image] if isinstance(mask_image, PIL.Image.Image) else mask_image
+            if isinstance(image, (list, tuple)) and len(image) < image_embeds.shape[0] \
+                    and image_embeds.shape[0] % len(image) == 0:
+                image = (image_embeds.shape[0] // len(image)) * list(image)
+            if isinstance(mask_image, (list, tuple)) and len(mask_image) < image_embeds.shape[0] \
+                    and image_embeds.shape[0] % len(mask_image) == 0:
+                mask_image = (image_embeds.shape[0] // len(mask_image)) * list(mask_image)
+            # 3. The decoder, at height x width (512 x 512 by default, whatever the input size).
+            return self.decoder_pipe(
+                image=image, mask_image=mask_image, image_embeds=image_embeds,
+                negative_image_embeds=negative_image_embeds, width=width, height=height,
+                num_inference_steps=num_inference_steps, generator=generator, guidance_scale=guidance_scale,
+                output_type=output_type, return_dict=return_dict, callback_on_step_end=callback_on_step_end,
                 callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             )

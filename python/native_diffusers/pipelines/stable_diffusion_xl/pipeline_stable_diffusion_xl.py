@@ -91,11 +91,12 @@ class StableDiffusionXLMixin(StableDiffusionMixin):
 
     # -- the request the engine runs ------------------------------------------------------------
     def _prompt_request(self, prompt, prompt_2, negative_prompt, negative_prompt_2, prompt_embeds,
-                        negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds, clip_skip):
+                        negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds, clip_skip,
+                        request_class=None):
         """Ref: diffusers encode_prompt's normalisation: ``prompt_2 or prompt``, ``negative_prompt or ""``
         and ``negative_prompt_2 or negative_prompt`` (the empty string counts as absent), strings
         broadcast to the batch, and the type and batch checks on negative prompts."""
-        r = _C.StableDiffusionXLRequest()
+        r = (request_class or _C.StableDiffusionXLRequest)()
         prompts = [prompt] if isinstance(prompt, str) else (list(prompt) if prompt is not None else [])
         batch_size = len(prompts) if prompt is not None else prompt_embeds.shape[0]
         if prompt_embeds is None:
@@ -174,7 +175,10 @@ class StableDiffusionXLMixin(StableDiffusionMixin):
         return isinstance(value, float) and 0 < value < 1
 
     def _finish(self, result, output_type, return_dict):
-        images = self._postprocess(result, output_type)
+        return self._finish_images(self._postprocess(result, output_type), return_dict)
+
+    @staticmethod
+    def _finish_images(images, return_dict):
         if not return_dict:
             return (images,)
         return StableDiffusionXLPipelineOutput(images=images)
