@@ -52,6 +52,26 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase, DiffusionPipeline):
         if output_type != "pil":
             raise ValueError(f"The output type should be PIL when inpainting mask crop, but is {output_type}.")
 
+    def _run_inpainting(self, r, image, mask_image, masked_image_latents, height, width, padding_mask_crop,
+                        output_type):
+        """The image and the mask preprocessed into request ``r``, the engine run, and its images
+        postprocessed. With padding_mask_crop both are cut to the mask's region (grown by the padding to
+        the output's aspect ratio), resized to fill it, and the result is pasted back with the overlay."""
+        crops_coords, resize_mode = None, "default"
+        if padding_mask_crop is not None:
+            crops_coords = self.mask_processor.get_crop_region(mask_image, width, height, pad=padding_mask_crop)
+            resize_mode = "fill"
+        r.image = self.image_processor.preprocess(image, height=height, width=width, crops_coords=crops_coords,
+                                                  resize_mode=resize_mode).to(dtype=torch.float32)
+        r.mask_image = self.mask_processor.preprocess(mask_image, height=height, width=width,
+                                                      resize_mode=resize_mode, crops_coords=crops_coords)
+        if masked_image_latents is not None:
+            r.masked_image_latents = masked_image_latents
+        images = self._postprocess(self._run_engine(r), output_type)
+        if padding_mask_crop is not None:
+            images = [self.image_processor.apply_overlay(mask_image, image, i, crops_coords) for i in images]
+        return images
+
     @torch.no_grad()
     def __call__(
         self,
@@ -116,23 +136,10 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase, DiffusionPipeline):
         r.strength = float(strength)
         r.height, r.width = int(height), int(width)
 
-        # 5. Preprocess mask and image: with padding_mask_crop, both are cut to the mask's region
-        # (grown by the padding to the output's aspect ratio) and resized to fill it.
-        crops_coords, resize_mode = None, "default"
-        if padding_mask_crop is not None:
-            crops_coords = self.mask_processor.get_crop_region(mask_image, width, height, pad=padding_mask_crop)
-            resize_mode = "fill"
-        r.image = self.image_processor.preprocess(image, height=height, width=width, crops_coords=crops_coords,
-                                                  resize_mode=resize_mode).to(dtype=torch.float32)
-        r.mask_image = self.mask_processor.preprocess(mask_image, height=height, width=width,
-                                                      resize_mode=resize_mode, crops_coords=crops_coords)
-        if masked_image_latents is not None:
-            r.masked_image_latents = masked_image_latents
-
-        # 4., 6.-11. timesteps, latents, mask latents, the denoising loop and the decode, in the engine
-        images = self._postprocess(self._run_engine(r), output_type)
-        if padding_mask_crop is not None:
-            images = [self.image_processor.apply_overlay(mask_image, image, i, crops_coords) for i in images]
+        # 5. Preprocess mask and image; 4., 6.-11. timesteps, latents, mask latents, the denoising loop
+        # and the decode, in the engine
+        images = self._run_inpainting(r, image, mask_image, masked_image_latents, height, width,
+                                      padding_mask_crop, output_type)
         if not return_dict:
             return (images, None)
         return StableDiffusionPipelineOutput(images=images, nsfw_content_detected=None)

@@ -130,20 +130,8 @@ class StableDiffusionXLInpaintPipeline(StableDiffusionXLImg2ImgPipeline):
         r.aesthetic_score = float(aesthetic_score)
         r.negative_aesthetic_score = float(negative_aesthetic_score)
 
-        # 5. Preprocess mask and image (cut to the mask's region with padding_mask_crop)
-        crops_coords, resize_mode = None, "default"
-        if padding_mask_crop is not None:
-            crops_coords = self.mask_processor.get_crop_region(mask_image, width, height, pad=padding_mask_crop)
-            resize_mode = "fill"
-        r.image = self.image_processor.preprocess(image, height=height, width=width, crops_coords=crops_coords,
-                                                  resize_mode=resize_mode).to(dtype=torch.float32)
-        r.mask_image = self.mask_processor.preprocess(mask_image, height=height, width=width,
-                                                      resize_mode=resize_mode, crops_coords=crops_coords)
-        if masked_image_latents is not None:
-            r.masked_image_latents = masked_image_latents
-
-        # 4., 6.-11. timesteps, latents, mask latents, added conditions, the loop and the decode
-        images = self._postprocess(self._run_engine(r), output_type)
-        if padding_mask_crop is not None:
-            images = [self.image_processor.apply_overlay(mask_image, image, i, crops_coords) for i in images]
+        # 5. Preprocess mask and image; 4., 6.-11. timesteps, latents, mask latents, added conditions,
+        # the loop and the decode
+        images = StableDiffusionInpaintPipeline._run_inpainting(self, r, image, mask_image, masked_image_latents,
+                                                                height, width, padding_mask_crop, output_type)
         return self._finish_images(images, return_dict)
